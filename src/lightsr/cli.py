@@ -1,0 +1,321 @@
+"""The ``lightsr`` command line: one entry point, one thin handler per subcommand.
+
+Every handler parses its flags and calls a library function. User mistakes (bad flags, bad files,
+unknown names) print one line and exit non-zero; ``main(argv)`` returns the exit code so tests
+can call it directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NoReturn
+
+import numpy as np
+
+from .errors import LightSRError
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage dump)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _err(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------------------------
+# upscale
+
+
+def _collect_inputs(items: Sequence[str]) -> list[tuple[Path, Path]]:
+    """Expand files, folders (recursively) and globs into (file, base folder) pairs.
+
+    The base folder is what output paths are made relative to, so a folder's tree is mirrored.
+    Items that match nothing are returned as-is so they are reported as failures.
+    """
+    from .io import IMAGE_EXTENSIONS
+
+    found: list[tuple[Path, Path]] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            files = sorted(
+                f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
+            )
+            found.extend((f, p) for f in files)
+        elif p.exists() or not glob.has_magic(item):
+            found.append((p, p.parent))
+        else:
+            matches = sorted(Path(m) for m in glob.glob(item, recursive=True))
+            files = [m for m in matches if m.is_file()]
+            found.extend((f, f.parent) for f in files)
+            if not files:
+                found.append((p, p.parent))
+    unique: dict[Path, tuple[Path, Path]] = {}
+    for f, base in found:
+        unique.setdefault(f.resolve() if f.exists() else f, (f, base))
+    return list(unique.values())
+
+
+def _output_path(src: Path, base: Path, args: argparse.Namespace, single: bool, scale: int) -> Path:
+    from .io import IMAGE_EXTENSIONS
+
+    suffix = args.suffix if args.suffix is not None else f"_x{scale}"
+    ext = src.suffix.lower() if args.ext == "auto" else "." + args.ext.lower().lstrip(".")
+    if ext not in IMAGE_EXTENSIONS:
+        ext = ".png"
+    if args.output is None:
+        return src.with_name(f"{src.stem}{suffix}{ext}")
+    out = Path(args.output)
+    if single and out.suffix.lower() in IMAGE_EXTENSIONS:
+        return out
+    rel = src.relative_to(base) if src.is_relative_to(base) else Path(src.name)
+    return out / rel.parent / f"{src.stem}{suffix}{ext}"
+
+
+def _resize_output(img: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    interp = cv2.INTER_AREA if out_hw[0] < img.shape[0] else cv2.INTER_CUBIC
+    res = cv2.resize(img, (out_hw[1], out_hw[0]), interpolation=interp)
+    return res
+
+
+def _cmd_upscale(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .inference import load_model
+    from .io import read_image, write_image
+
+    if args.tile is not None and args.tile < 1:
+        raise LightSRError(f"--tile must be a positive number of pixels, got {args.tile}")
+    if args.tile_overlap < 0:
+        raise LightSRError(f"--tile-overlap must be >= 0, got {args.tile_overlap}")
+    if args.outscale is not None and args.outscale <= 0:
+        raise LightSRError(f"--outscale must be > 0, got {args.outscale}")
+    if args.weights and args.model:
+        raise LightSRError("give either --model or --weights, not both")
+    inputs = _collect_inputs(args.inputs)
+    if not inputs:
+        raise LightSRError("no input images found; pass image files, folders or globs")
+    model = load_model(
+        args.weights or args.model,
+        scale=args.scale,
+        device=args.device,
+        precision=args.precision,
+    )
+    single = len(inputs) == 1 and not Path(args.inputs[0]).is_dir()
+    done = skipped = failed = 0
+    t0 = time.perf_counter()
+    quiet = args.quiet or not sys.stderr.isatty()
+    with Progress(
+        TextColumn("[bold]upscale x{task.fields[scale]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        disable=quiet,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("", total=len(inputs), scale=model.scale, rate="")
+        for src, base in inputs:
+            try:
+                dst = _output_path(src, base, args, single, model.scale)
+                if src.exists() and dst.exists() and dst.resolve() == src.resolve():
+                    raise LightSRError(
+                        f"{src}: output would overwrite the input; choose -o or --suffix"
+                    )
+                if args.skip_existing and dst.exists():
+                    skipped += 1
+                    continue
+                img = read_image(src, max_pixels=args.max_pixels)
+                out = model.upscale(img, tile=args.tile, tile_overlap=args.tile_overlap)
+                if args.outscale is not None and args.outscale != model.scale:
+                    h, w = img.shape[:2]
+                    out = _resize_output(
+                        out, (max(1, round(h * args.outscale)), max(1, round(w * args.outscale)))
+                    )
+                write_image(dst, out, quality=args.quality)
+                done += 1
+            except LightSRError as exc:
+                failed += 1
+                progress.console.print(f"[red]failed[/red] {exc}", highlight=False, soft_wrap=True)
+                if quiet:
+                    _err(str(exc))
+            except (MemoryError, RuntimeError) as exc:  # e.g. out of GPU memory on one image
+                failed += 1
+                line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                msg = f"{src}: {line[:200]} (try a smaller --tile)"
+                progress.console.print(f"[red]failed[/red] {msg}", highlight=False)
+                if quiet:
+                    _err(msg)
+            finally:
+                elapsed = time.perf_counter() - t0
+                n = done + failed
+                progress.update(task, advance=1, rate=f"{n / elapsed:.2f} img/s" if n else "")
+    elapsed = time.perf_counter() - t0
+    print(
+        f"{done} done, {skipped} skipped, {failed} failed in {elapsed:.1f} s "
+        f"({model.name}, x{model.scale}, {model.device}, {model.precision})",
+        file=sys.stderr,
+    )
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------
+# models / inspect
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from .archs import MODELS, build_arch
+    from .inference import _bundled_weights_path
+
+    rows = []
+    for name, spec in MODELS.items():
+        params = sum(
+            p.numel() for p in build_arch(spec.arch, scale=spec.scale, **spec.config).parameters()
+        )
+        bundled = bool(spec.weights and _bundled_weights_path(spec.weights).is_file())
+        rows.append(
+            {
+                "name": name,
+                "arch": spec.arch,
+                "scale": spec.scale,
+                "params": params,
+                "weights": "bundled" if bundled else "none",
+                "description": spec.description,
+            }
+        )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("name", "arch", "scale", "params", "weights", "description")
+    for r in rows:
+        table.add_row(
+            r["name"],
+            r["arch"],
+            f"x{r['scale']}",
+            f"{r['params']:,}",
+            r["weights"],
+            r["description"],
+        )
+    Console().print(table)
+    return EXIT_OK
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from .checkpoint import load_checkpoint, read_state_dict
+
+    path = Path(args.checkpoint)
+    sd, metadata = read_state_dict(path)
+    model, found = load_checkpoint(path)  # strict load: proves the detection
+    info = {
+        "file": str(path),
+        "arch": found.arch,
+        "config": found.config,
+        "scale": found.scale,
+        "params": sum(p.numel() for p in model.parameters()),
+        "tensors": len(sd),
+        "dtypes": sorted({str(v.dtype).replace("torch.", "") for v in sd.values()}),
+        "metadata": metadata,
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        for key, value in info.items():
+            if key == "metadata" and not value:
+                continue
+            print(f"{key:9s} {value:,}" if isinstance(value, int) else f"{key:9s} {value}")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def _add_model_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--model", help="named model (see `lightsr models`); default: the bundled one")
+    g.add_argument("--weights", help="checkpoint file (.pth/.pt/.safetensors); arch is detected")
+    g.add_argument("--scale", type=int, choices=(2, 3, 4), help="upscaling factor (default 4)")
+    g.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
+    g.add_argument(
+        "--precision",
+        default="fp32",
+        choices=("fp32", "bf16", "fp16"),
+        help="fp32 (default), bf16 (CPU/CUDA), fp16 (CUDA only)",
+    )
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = _Parser(prog="lightsr", description="Efficient single-image super-resolution.")
+    parser.add_argument("--version", action="version", version=f"lightsr {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("upscale", help="upscale images, folders or globs")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
+    p.add_argument(
+        "-o",
+        "--output",
+        help="output file (one input) or folder; default: next to each input",
+    )
+    _add_model_flags(p)
+    p.add_argument("--tile", type=int, help="tile size in input pixels (bounds memory)")
+    p.add_argument("--tile-overlap", type=int, default=32, help="context around tiles (32)")
+    p.add_argument("--outscale", type=float, help="final scale if different from the model's")
+    p.add_argument("--suffix", help="appended to output names (default _x<scale>)")
+    p.add_argument("--ext", default="auto", help="output format: auto (as input), png, jpg...")
+    p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (95)")
+    p.add_argument("--skip-existing", action="store_true", help="skip outputs that exist")
+    p.add_argument("--max-pixels", type=int, help="refuse larger inputs (decompression bombs)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_upscale)
+
+    p = sub.add_parser("models", help="list the named models")
+    p.add_argument("--json", action="store_true", help="print JSON records")
+    p.set_defaults(func=_cmd_models)
+
+    p = sub.add_parser("inspect", help="show a checkpoint's detected architecture and size")
+    p.add_argument("checkpoint", help=".pth/.pt/.safetensors file")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_cmd_inspect)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (0 ok, 1 some item failed, 2 usage or input error)."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return func(args)
+    except LightSRError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
