@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import need_shared
 from lightsr.archs import build_model
 from lightsr.checkpoint import (
     detect_arch,
@@ -19,6 +18,8 @@ from lightsr.checkpoint import (
     save_safetensors,
 )
 from lightsr.errors import CheckpointError
+
+from conftest import need_shared
 
 
 def official_x2() -> Path:

@@ -438,7 +438,7 @@ class Upscaler:
             planes = [xb[i, :3]] if c >= 3 else [xb[i, :1].expand(3, -1, -1)]
             if c == 4:
                 planes.append(xb[i, 3:4].expand(3, -1, -1))
-            dst = [slice(0, 3), slice(3, 4)] if c >= 3 else [slice(0, 1)]
+            dst = [slice(0, 3) if c >= 3 else slice(0, 1), slice(3, 4)][: len(planes)]
             for plane, sl in zip(planes, dst, strict=True):
                 target = out[i, sl]
 

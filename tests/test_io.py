@@ -1,0 +1,107 @@
+"""Image files: bit depth, alpha, grayscale and palette survive; bad files give clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lightsr.errors import ImageError
+from lightsr.io import read_image, write_image
+
+RNG = np.random.default_rng(0)
+
+
+@pytest.mark.parametrize("ext", [".png", ".tif"])
+def test_16_bit_round_trip(tmp_path: Path, ext: str) -> None:
+    img = RNG.integers(0, 65536, (9, 13, 3), dtype=np.uint16)
+    back = read_image(write_image(tmp_path / f"a{ext}", img))
+    assert back.dtype == np.uint16
+    np.testing.assert_array_equal(back, img)
+
+
+@pytest.mark.parametrize("ext", [".png", ".webp", ".tif"])
+def test_rgba_round_trip(tmp_path: Path, ext: str) -> None:
+    img = RNG.integers(0, 256, (9, 13, 4), dtype=np.uint8)
+    if ext == ".webp":
+        write_image(tmp_path / f"a{ext}", img, quality=101)  # lossless WebP
+    back = read_image(write_image(tmp_path / f"a{ext}", img, quality=101))
+    assert back.shape == (9, 13, 4)
+    if ext != ".webp":
+        np.testing.assert_array_equal(back, img)
+
+
+def test_rgb_order_and_gray(tmp_path: Path) -> None:
+    img = np.zeros((4, 5, 3), np.uint8)
+    img[..., 0] = 200  # red
+    Image.fromarray(img).save(tmp_path / "red.png")
+    assert read_image(tmp_path / "red.png")[0, 0].tolist() == [200, 0, 0]
+    gray = RNG.integers(0, 256, (6, 7), dtype=np.uint8)
+    back = read_image(write_image(tmp_path / "g.png", gray))
+    assert back.shape == (6, 7)
+    np.testing.assert_array_equal(back, gray)
+
+
+def test_palette_expands(tmp_path: Path) -> None:
+    pal = Image.fromarray(RNG.integers(0, 256, (8, 8, 3), dtype=np.uint8)).quantize(8)
+    pal.save(tmp_path / "p.png")
+    pal.save(tmp_path / "pt.png", transparency=2)
+    assert read_image(tmp_path / "p.png").shape == (8, 8, 3)
+    assert read_image(tmp_path / "pt.png").shape == (8, 8, 4)
+
+
+def test_lossy_formats_reduce_depth_and_alpha(tmp_path: Path) -> None:
+    img16 = np.full((4, 4, 4), 65535, np.uint16)
+    for ext in (".jpg", ".bmp"):
+        back = read_image(write_image(tmp_path / f"a{ext}", img16))
+        assert back.dtype == np.uint8 and back.shape == (4, 4, 3)
+
+
+def test_atomic_write_leaves_no_temporary(tmp_path: Path) -> None:
+    write_image(tmp_path / "x.png", np.zeros((3, 3, 3), np.uint8))
+    assert [p.name for p in tmp_path.iterdir()] == ["x.png"]
+    with pytest.raises(ImageError, match=r"x\.gif.*unsupported output extension"):
+        write_image(tmp_path / "x.gif", np.zeros((3, 3, 3), np.uint8))
+
+
+def _write_bad(tmp_path: Path, kind: str) -> Path:
+    good = write_image(tmp_path / "good.png", RNG.integers(0, 256, (40, 40, 3), dtype=np.uint8))
+    path = tmp_path / f"{kind}.png"
+    if kind == "truncated":
+        path.write_bytes(good.read_bytes()[:300])
+    elif kind == "garbage":
+        path.write_bytes(b"this is not an image" * 20)
+    elif kind == "empty":
+        path.write_bytes(b"")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("truncated", "truncated"),
+        ("garbage", "not a decodable image"),
+        ("empty", "empty"),
+        ("missing", "not found"),
+    ],
+)
+def test_bad_files(tmp_path: Path, kind: str, message: str) -> None:
+    path = _write_bad(tmp_path, kind)
+    with pytest.raises(ImageError, match=rf"{kind}\.png.*{message}"):
+        read_image(path)
+
+
+def test_truncated_jpeg(tmp_path: Path) -> None:
+    good = write_image(tmp_path / "a.jpg", RNG.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    (tmp_path / "t.jpg").write_bytes(good.read_bytes()[:-200])
+    with pytest.raises(ImageError, match=r"t\.jpg.*truncated"):
+        read_image(tmp_path / "t.jpg")
+
+
+def test_pixel_limit_checked_before_decoding(tmp_path: Path) -> None:
+    path = write_image(tmp_path / "big.png", np.zeros((100, 100), np.uint8))
+    with pytest.raises(ImageError, match=r"big\.png: 100x100 = 10,000 pixels exceeds"):
+        read_image(path, max_pixels=9_999)
+    assert read_image(path, max_pixels=10_000).shape == (100, 100)
