@@ -1,0 +1,117 @@
+"""Evaluation: the paper's numbers through `lightsr eval`, bicubic rows, formats, options."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lightsr.cli import main
+from lightsr.evaluate import evaluate, format_results, resolve_dataset, self_ensemble
+from lightsr.inference import load_model
+
+from conftest import need_shared
+
+# Table 1 of the SAFMN paper, x2 (PSNR, SSIM on Y).
+PAPER_SAFMN_X2 = {"Set5": (38.00, 0.9605), "Set14": (33.54, 0.9177), "B100": (32.16, 0.8995)}
+PAPER_BICUBIC = {
+    "Set5": {2: (33.66, 0.9299), 3: (30.39, 0.8682), 4: (28.42, 0.8104)},
+    "B100": {2: (29.56, 0.8431), 3: (27.21, 0.7385), 4: (25.96, 0.6675)},
+}
+
+
+def weights() -> str:
+    return str(need_shared("weights", "safmn", "SAFMN_DF2K_x2.pth"))
+
+
+def data_root() -> Path:
+    return need_shared("datasets")
+
+
+@pytest.fixture(scope="module")
+def safmn_x2_results() -> dict[str, tuple[float, float]]:
+    up = load_model(weights(), device="cpu")
+    results = evaluate(up.upscale, "safmn", ["Set5", "Set14", "B100"], 2, data_root=data_root())
+    return {r.dataset: (r.psnr, r.ssim) for r in results}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dataset", ["Set5", "Set14", "B100"])
+def test_paper_safmn_x2(safmn_x2_results: dict[str, tuple[float, float]], dataset: str) -> None:
+    got_psnr, got_ssim = safmn_x2_results[dataset]
+    paper_psnr, paper_ssim = PAPER_SAFMN_X2[dataset]
+    assert abs(got_psnr - paper_psnr) <= 0.02, (dataset, got_psnr)
+    assert abs(got_ssim - paper_ssim) <= 0.0005, (dataset, got_ssim)
+
+
+@pytest.mark.parametrize("dataset", ["Set5", pytest.param("B100", marks=pytest.mark.slow)])
+def test_bicubic_rows_through_eval(dataset: str) -> None:
+    for scale in (2, 3, 4):
+        (r,) = evaluate("bicubic", "bicubic", [dataset], scale, data_root=data_root())
+        paper_psnr, paper_ssim = PAPER_BICUBIC[dataset][scale]
+        assert abs(r.psnr - paper_psnr) <= 0.01, (scale, r.psnr)
+        assert abs(r.ssim - paper_ssim) <= 0.001, (scale, r.ssim)
+        assert r.images == {"Set5": 5, "B100": 100}[dataset]
+
+
+def test_paired_lr_equals_on_the_fly() -> None:
+    up = load_model(weights(), device="cpu")
+    lr_dir = need_shared("datasets", "Set5", "LR_bicubic", "X2")
+    (a,) = evaluate(up.upscale, "m", ["Set5"], 2, data_root=data_root(), lr_dir=lr_dir)
+    (b,) = evaluate(up.upscale, "m", ["Set5"], 2, data_root=data_root())
+    assert a.psnr == b.psnr and a.ssim == b.ssim
+
+
+def test_self_ensemble_helps_and_inverts_exactly(tmp_path: Path) -> None:
+    hr_dir = tmp_path / "one" / "HR"
+    hr_dir.mkdir(parents=True)
+    shutil.copy(need_shared("datasets", "Set5", "HR", "bird.png"), hr_dir)
+    up = load_model(weights(), device="cpu")
+    (plain,) = evaluate(up.upscale, "m", [str(tmp_path / "one")], 2)
+    (plus,) = evaluate(up.upscale, "m", [str(tmp_path / "one")], 2, ensemble=True)
+    assert plus.psnr > plain.psnr
+    # the transforms are undone exactly: an identity "network" gives back its input
+    lr = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    np.testing.assert_allclose(self_ensemble(lambda a: a, lr), lr / 255.0, atol=1e-6)
+
+
+def test_cli_json_csv_markdown_and_save_images(tmp_path: Path, capsys) -> None:
+    root = str(data_root())
+    base = ["eval", "--model", "bicubic", "--scale", "4", "--datasets", "Set5", "--data-root", root]
+    assert main([*base, "--json", "--save-images", str(tmp_path)]) == 0
+    (rec,) = json.loads(capsys.readouterr().out)
+    assert {"model", "dataset", "scale", "psnr", "ssim", "images"} <= set(rec)
+    assert rec["dataset"] == "Set5" and rec["scale"] == 4 and rec["images"] == 5
+    assert abs(rec["psnr"] - 28.42) <= 0.01
+    assert len(list((tmp_path / "Set5").glob("*.png"))) == 5
+    assert main([*base, "--csv"]) == 0
+    assert capsys.readouterr().out.startswith("model,dataset,scale,psnr,ssim")
+    assert main([*base, "--markdown"]) == 0
+    assert "| bicubic | x4 | 28.42/0.8104 |" in capsys.readouterr().out
+
+
+def test_format_results_table() -> None:
+    (r,) = evaluate("bicubic", "bicubic", ["Set5"], 3, data_root=data_root())
+    assert format_results([r]).splitlines()[2] == "| bicubic | x3 | 30.39/0.8682 |"
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--model", "bicubic", "--datasets", "Set5"], "--scale is required"),
+        (["--model", "bicubic", "--scale", "2", "--datasets", "Nope"], "not a folder"),
+        (["--scale", "2"], "--model NAME, --weights PATH"),
+    ],
+)
+def test_eval_errors_are_one_line(args: list[str], needle: str, capsys) -> None:
+    assert main(["eval", *args, "--data-root", str(data_root())]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err
+
+
+def test_resolve_dataset_missing_root(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="--data-root or LIGHTSR_DATA"):
+        resolve_dataset("Set5", tmp_path)
