@@ -43,6 +43,8 @@ class ModelSpec:
         scale: upscaling factor.
         description: one line for ``lightsr models``.
         weights: file name of bundled weights under ``lightsr/weights/``, or None.
+        paper: the paper's complexity figures as printed (``params_k``, ``flops_g``,
+            ``acts_m`` at a 1280x720 output, and the ``source`` table), when it reports them.
     """
 
     name: str
@@ -52,6 +54,81 @@ class ModelSpec:
     description: str
     weights: str | None = None
     paper: dict[str, str] = field(default_factory=dict)
+
+
+#: The paper's complexity figures for SAFMN (Table 1; x{2,3,4}, output 1280x720).
+_SAFMN_PAPER = {
+    2: {"params_k": "227.82", "flops_g": "51.53", "acts_m": "298.51", "source": "Table 1"},
+    3: {"params_k": "232.70", "flops_g": "23.42", "acts_m": "134.30", "source": "Table 1"},
+    4: {"params_k": "239.52", "flops_g": "13.55", "acts_m": "76.70", "source": "Table 1"},
+}
+
+#: SAFMN ablations of the paper (x4): name suffix -> (constructor options, what changes, paper's
+#: params K / FLOPs G / activations M at a 1280x720 output, table). Table 3 rows, then Table 4.
+_SAFMN_ABLATIONS: dict[str, tuple[dict[str, Any], str, tuple[str, str, str], str]] = {
+    "no-safm": ({"safm": False}, "SAFM -> None", ("225.41", "12.90", "54.61"), "Table 3"),
+    "no-ccm": ({"ccm": "none"}, "CCM -> None", ("30.72", "1.61", "26.93"), "Table 3"),
+    "no-fm": ({"modulation": False}, "w/o FM", ("239.52", "13.56", "76.70"), "Table 3"),
+    "no-mr": ({"multi_scale": False}, "w/o MR", ("239.52", "13.64", "87.78"), "Table 3"),
+    "no-fa": ({"aggregation": False}, "w/o FA", ("228.86", "12.96", "60.11"), "Table 3"),
+    "no-fm-mr": (
+        {"modulation": False, "multi_scale": False},
+        "w/o FM and MR",
+        ("239.52", "13.64", "87.78"),
+        "Table 3",
+    ),
+    "no-fm-fa": (
+        {"modulation": False, "aggregation": False},
+        "w/o FM and FA",
+        ("228.86", "12.96", "60.11"),
+        "Table 3",
+    ),
+    "no-fm-mr-fa": (
+        {"modulation": False, "multi_scale": False, "aggregation": False},
+        "w/o FM, MR and FA",
+        ("228.86", "13.05", "71.19"),
+        "Table 3",
+    ),
+    "avgpool": ({"pool": "avg"}, "max -> avg pooling", ("239.52", "13.56", "76.70"), "Table 3"),
+    "nearest-down": (
+        {"pool": "nearest"},
+        "max pooling -> nearest downsampling",
+        ("239.52", "13.56", "76.70"),
+        "Table 3",
+    ),
+    "no-gelu": ({"safm_act": "none"}, "GELU -> None", ("239.52", "13.56", "76.70"), "Table 3"),
+    "sigmoid": (
+        {"safm_act": "sigmoid"},
+        "GELU -> Sigmoid",
+        ("239.52", "13.56", "76.70"),
+        "Table 3",
+    ),
+    "ccm-se": ({"ccm": "ccm-se"}, "CCM + SE", ("260.98", "13.59", "76.70"), "Table 3"),
+    "channel-mlp": (
+        {"ccm": "channel-mlp"},
+        "CCM -> channel MLP",
+        ("73.63", "4.00", "76.70"),
+        "Table 3",
+    ),
+    "inverted-residual": (
+        {"ccm": "inverted-residual"},
+        "CCM -> inverted residual",
+        ("245.28", "13.85", "110.00"),
+        "Table 3",
+    ),
+    "no-norm": ({"norm": "none"}, "LN -> None", ("238.37", "13.55", "76.70"), "Table 3"),
+    "batchnorm": ({"norm": "bn"}, "LN -> BatchNorm", ("239.52", "13.72", "76.70"), "Table 3"),
+    "frozen-bn": (
+        {"norm": "frozen-bn"},
+        "LN -> frozen BatchNorm",
+        ("238.37", "13.55", "76.70"),
+        "Table 3",
+    ),
+    "l2norm": ({"norm": "l2"}, "LN -> L2 norm", ("238.37", "13.55", "76.70"), "Table 3"),
+    "blocks4": ({"n_blocks": 4}, "4 blocks", ("128.06", "7.25", "40.77"), "Table 4"),
+    "blocks6": ({"n_blocks": 6}, "6 blocks", ("183.79", "10.40", "58.64"), "Table 4"),
+    "blocks12": ({"n_blocks": 12}, "12 blocks", ("350.97", "19.86", "113.00"), "Table 4"),
+}
 
 
 def _safmn_specs() -> list[ModelSpec]:
@@ -72,12 +149,37 @@ def _safmn_specs() -> list[ModelSpec]:
                     config=config,
                     scale=scale,
                     description=f"{desc}, x{scale}",
+                    paper=dict(_SAFMN_PAPER[scale]) if base == "safmn" else {},
                 )
             )
     return specs
 
 
-MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in _safmn_specs()}
+def _safmn_ablation_specs() -> list[ModelSpec]:
+    """SAFMN x4 with one ablation of the paper each, named ``safmn-x4-<ablation>``.
+
+    Random weights only (the paper released none); other scales: ``build_arch("safmn",
+    scale=2, **MODELS["safmn-x4-no-fa"].config)``.
+    """
+    base = {"dim": 36, "n_blocks": 8, "ffn_scale": 2.0}
+    specs = []
+    for suffix, (options, what, (params, flops, acts), table) in _SAFMN_ABLATIONS.items():
+        specs.append(
+            ModelSpec(
+                name=f"safmn-x4-{suffix}",
+                arch="safmn",
+                config={**base, **options},
+                scale=4,
+                description=f"SAFMN ablation ({table}): {what}, x4",
+                paper={"params_k": params, "flops_g": flops, "acts_m": acts, "source": table},
+            )
+        )
+    return specs
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec for spec in [*_safmn_specs(), *_safmn_ablation_specs()]
+}
 
 
 def resolve_name(name: str, scale: int | None = None) -> str:
@@ -90,9 +192,10 @@ def resolve_name(name: str, scale: int | None = None) -> str:
     if key in MODELS:
         spec = MODELS[key]
         if scale is not None and spec.scale != scale:
+            other = f"{key.rsplit('-x', 1)[0]}-x{scale}"
+            hint = f"use {other} or drop the scale" if other in MODELS else "drop the scale"
             raise KeyError(
-                f"model {name!r} is x{spec.scale} but scale {scale} was asked for; "
-                f"use {key.rsplit('-x', 1)[0]}-x{scale} or drop the scale"
+                f"model {name!r} is x{spec.scale} but scale {scale} was asked for; {hint}"
             )
         return key
     if scale is not None and f"{key}-x{scale}" in MODELS:
