@@ -6,7 +6,7 @@ challenges), printed by ``lightsr bench`` next to the numbers:
 - **Input size.** The papers size the input so that the *output* is 1280x720: the input is
   ``ceil(1280 / s) x ceil(720 / s)`` (320x180 at x4, 640x360 at x2, 427x240 at x3). The x3 side
   1280 / 3 is not an integer; 427 (output 1281x720) is what reproduces the paper's x3 figures
-  (23.42G FLOPs, 134.30M activations; 426 would give 23.36G and 133.99M). Counting runs on that
+  (23.42G FLOPs, 134.30M activations; 426 would give 23.36G and 134.00M). Counting runs on that
   exact, unpadded size: SAFMN's adaptive pooling floors odd sizes (180 / 8 = 22 rows), as the
   official code did when the paper was measured. A model that cannot run on the size is counted
   on the size padded to its ``size_multiple`` (reported as the input size).
