@@ -11,8 +11,9 @@ import math
 import numpy as np
 import pytest
 
-from conftest import need_shared
 from lightsr.metrics import psnr, rgb_to_y, ssim
+
+from conftest import need_shared
 
 PSNR_ONE_LEVEL = 20 * math.log10(255)  # MSE of 1 on the 8-bit scale: 48.1308...
 

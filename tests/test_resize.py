@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import need_shared
 from lightsr.metrics import psnr, rgb_to_y, ssim
 from lightsr.resize import (
     _contributions,
@@ -26,6 +25,8 @@ from lightsr.resize import (
     imresize_torch,
     modcrop,
 )
+
+from conftest import need_shared
 
 SCALES = (2, 3, 4)
 N_IMAGES = {"Set5": 5, "Set14": 14, "B100": 100}

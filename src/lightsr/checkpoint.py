@@ -166,7 +166,57 @@ def _detect_safmn(sd: StateDict) -> Detected | None:
     )
 
 
-_DETECTORS: list[Callable[[StateDict], Detected | None]] = [_detect_safmn]
+def _detect_swin_family(sd: StateDict) -> Detected | None:
+    """SwinIR (official names) and UPS: same skeleton, told apart by their attention tensors."""
+    if not all(
+        k in sd for k in ("conv_first.weight", "conv_after_body.weight", "upsample.0.weight")
+    ):
+        return None
+    prefix = "layers.0.residual_group.blocks.0."
+    dim = sd["conv_first.weight"].shape[0]
+    groups = {int(m.group(1)) for k in sd if (m := re.match(r"layers\.(\d+)\.", k))}
+    depths = [
+        len(
+            {
+                int(m.group(1))
+                for k in sd
+                if (m := re.match(rf"layers\.{g}\.residual_group\.blocks\.(\d+)\.", k))
+            }
+        )
+        for g in sorted(groups)
+    ]
+    table = sd[prefix + "attn.relative_position_bias_table"]
+    ws = (math.isqrt(table.shape[0]) + 1) // 2
+    out_ch = sd["upsample.0.weight"].shape[0]
+    scale = math.isqrt(out_ch // 3)
+    config: dict[str, Any] = {
+        "embed_dim": dim,
+        "depths": depths,
+        "num_heads": table.shape[1],
+        "window_size": ws,
+        "mlp_ratio": sd[prefix + "mlp.fc1.weight"].shape[0] / dim,
+    }
+    masks = [v for k, v in sd.items() if k.endswith(".attn_mask")]
+    if masks:  # sized for the training patch: (img_size / ws)^2 windows
+        config["img_size"] = math.isqrt(masks[0].shape[0]) * ws
+    if prefix + "attn.qkv.weight" in sd:
+        return Detected("swinir", config, scale)
+    shared = "shared_proj" in sd
+    proj = sd["shared_proj"] if shared else sd.get(prefix + "attn.qk")
+    if proj is None:
+        return None
+    config.update(
+        proj_dim=proj.shape[1],
+        shared_projection=shared,
+        v_proj=prefix + "attn.v.weight" in sd,
+        # Shapes cannot tell cosine-relu from dot-relu/dot-softmax; lightsr's own files carry the
+        # exact config as metadata, which takes precedence (see load_checkpoint).
+        similarity="cosine-softmax" if prefix + "attn.logit_scale" in sd else "cosine-relu",
+    )
+    return Detected("ups", config, scale)
+
+
+_DETECTORS: list[Callable[[StateDict], Detected | None]] = [_detect_safmn, _detect_swin_family]
 
 
 def detect_arch(state_dict: Mapping[str, torch.Tensor]) -> Detected | None:
@@ -195,7 +245,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module, Detected]:
     path = Path(path)
     sd, metadata = read_state_dict(path)
     found = detect_arch(sd)
-    if found is None and "arch" in metadata:
+    if "arch" in metadata and "config" in metadata:
+        # lightsr's own files: the stored config is complete (shapes cannot show every option)
         found = _from_metadata(metadata, path)
     if found is None:
         sample = ", ".join(list(sd)[:4])

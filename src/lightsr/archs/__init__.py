@@ -15,6 +15,8 @@ from typing import Any
 from torch import nn
 
 from .safmn import SAFMN
+from .swinir import SwinIR
+from .ups import UPS
 
 __all__ = [
     "ARCHS",
@@ -29,6 +31,8 @@ __all__ = [
 #: Architecture name -> constructor. Constructors take keyword-only arguments.
 ARCHS: dict[str, Callable[..., nn.Module]] = {
     "safmn": SAFMN,
+    "swinir": SwinIR,
+    "ups": UPS,
 }
 
 
@@ -177,8 +181,48 @@ def _safmn_ablation_specs() -> list[ModelSpec]:
     return specs
 
 
+def _transformer_specs() -> list[ModelSpec]:
+    """SwinIR-light (the UPS baseline) and UPS / UPS-S (lightsr's specification of the paper).
+
+    ``ups-s`` is lightsr's small configuration for quick and data-efficiency experiments; the
+    paper's exact UPS-S sizes are not published.
+    """
+    sizes: dict[str, tuple[str, dict[str, Any], str]] = {
+        "swinir-light": (
+            "swinir",
+            {"embed_dim": 60, "depths": [6, 6, 6, 6], "num_heads": 6, "window_size": 8,
+             "mlp_ratio": 2.0},
+            "SwinIR-light (ICCVW 2021), the UPS baseline",
+        ),
+        "ups": (
+            "ups",
+            {"embed_dim": 60, "depths": [6, 6, 6, 6], "num_heads": 4, "window_size": 8,
+             "mlp_ratio": 2.0, "proj_dim": 128},
+            "UPS (NeurIPS 2024), lightsr's implementation of the paper",
+        ),
+        "ups-s": (
+            "ups",
+            {"embed_dim": 48, "depths": [4, 4, 4, 4], "num_heads": 4, "window_size": 8,
+             "mlp_ratio": 2.0, "proj_dim": 64},
+            "UPS-S, lightsr's small UPS (sizes are ours)",
+        ),
+    }  # fmt: skip
+    return [
+        ModelSpec(
+            name=f"{base}-x{scale}",
+            arch=arch,
+            config=config,
+            scale=scale,
+            description=f"{desc}, x{scale}",
+        )
+        for base, (arch, config, desc) in sizes.items()
+        for scale in (2, 3, 4)
+    ]
+
+
 MODELS: dict[str, ModelSpec] = {
-    spec.name: spec for spec in [*_safmn_specs(), *_safmn_ablation_specs()]
+    spec.name: spec
+    for spec in [*_safmn_specs(), *_safmn_ablation_specs(), *_transformer_specs()]
 }
 
 

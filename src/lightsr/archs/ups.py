@@ -1,0 +1,204 @@
+"""UPS: Unified Projection Sharing for lightweight single-image super-resolution.
+
+Paper: K. Zhou, X. Lin, Z. Liu, X. Han, J. Lu, "Unified Projection Sharing for Lightweight
+Single-Image Super-resolution and Beyond", NeurIPS 2024. The authors released no code; this
+module implements lightsr's specification (``docs/ups.md`` of the project's shared notes):
+
+- the SwinIR-light skeleton (:class:`lightsr.archs.swinir.SwinIRSkeleton`);
+- one learnable matrix ``W_u`` (C x d, d = 128) owned by the model — a single parameter — defines
+  the unified projection space used by every attention layer to compute similarities; each layer
+  keeps its own norms, MLP, output projection and relative position bias;
+- similarity = cosine + ReLU: tokens are projected, split into heads and normalised to unit
+  length; ``S = Pn Pn^T + B_l``; masked pairs (shifted windows) are zeroed; ``A = ReLU(S)`` with
+  each row divided by its sum (+ eps). A temperature would cancel under this normalisation, so
+  there is none;
+- no value projection by default: V is the normalised input split into heads (``v_proj=True``
+  adds a per-layer Linear(C, C)).
+
+Options reproduce the paper's ablations: ``similarity`` in {cosine-relu, cosine-softmax, dot-relu,
+dot-softmax}; ``proj_dim`` (8...256); ``v_proj``; ``shared_projection=False`` gives each layer its
+own projection matrix (the coupled, per-layer baseline). Decisions not fixed by the paper (heads,
+the cosine-softmax temperature, UPS-S sizes) are lightsr's and documented where they are made.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .swinir import SwinIRSkeleton, relative_position_index
+
+__all__ = ["SIMILARITIES", "UPS", "UPSAttention"]
+
+SIMILARITIES = ("cosine-relu", "cosine-softmax", "dot-relu", "dot-softmax")
+
+
+class UPSAttention(nn.Module):
+    """Window attention whose similarity is computed in a projection space given at call time.
+
+    Args:
+        dim: channels C.
+        window_size: window side (N = ws^2 tokens).
+        num_heads: heads h; C and the projection dimension must be divisible by h.
+        proj_dim: projection dimension d (used for the per-layer projection and checks).
+        similarity: one of :data:`SIMILARITIES`.
+        v_proj: add a per-layer value projection Linear(C, C).
+        own_projection: hold a per-layer (C, d) projection instead of using the shared one.
+        eps: added to the row sums of ReLU attention.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        window_size: int,
+        num_heads: int,
+        proj_dim: int,
+        similarity: str = "cosine-relu",
+        v_proj: bool = False,
+        own_projection: bool = False,
+        eps: float = 1e-6,
+    ) -> None:
+        super().__init__()
+        if similarity not in SIMILARITIES:
+            raise ValueError(f"UPS: similarity must be one of {SIMILARITIES}, got {similarity!r}")
+        if dim % num_heads or proj_dim % num_heads:
+            raise ValueError(
+                f"UPS: embed_dim={dim} and proj_dim={proj_dim} must be divisible by "
+                f"num_heads={num_heads}"
+            )
+        self.num_heads = num_heads
+        self.similarity = similarity
+        self.eps = eps
+        self.relative_position_bias_table = nn.Parameter(
+            torch.zeros((2 * window_size - 1) ** 2, num_heads)
+        )
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+        self.register_buffer(
+            "relative_position_index", relative_position_index(window_size), persistent=False
+        )
+        self.v = nn.Linear(dim, dim) if v_proj else None
+        self.proj = nn.Linear(dim, dim)
+        self.qk = nn.Parameter(_init_projection(dim, proj_dim)) if own_projection else None
+        if similarity == "cosine-softmax":
+            # Cosine similarities lie in [-1, 1]: softmax needs a temperature (D: learnable per
+            # head, initialised to 10, as Swin V2's scaled cosine attention).
+            self.logit_scale = nn.Parameter(torch.full((num_heads, 1, 1), math.log(10.0)))
+
+    def position_bias(self) -> torch.Tensor:
+        n = self.relative_position_index.shape[0]
+        table = self.relative_position_bias_table[self.relative_position_index.view(-1)]
+        return table.view(n, n, -1).permute(2, 0, 1)  # (heads, N, N)
+
+    def attention_map(
+        self, x: torch.Tensor, mask: torch.Tensor | None, shared: torch.Tensor | None
+    ) -> torch.Tensor:
+        """(B*nW, N, C) tokens -> (B*nW, heads, N, N) attention weights (rows sum to 1 or 0)."""
+        w_u = self.qk if self.qk is not None else shared
+        if w_u is None:
+            raise RuntimeError("UPSAttention needs the model's shared projection")
+        bw, n, _ = x.shape
+        h = self.num_heads
+        p = (x @ w_u).view(bw, n, h, -1).transpose(1, 2)  # (bw, h, N, d/h): the shared space
+        if self.similarity.startswith("cosine"):
+            p = F.normalize(p, dim=-1)
+            s = p @ p.transpose(-2, -1)  # Q = K = the unified projection
+        else:
+            s = (p @ p.transpose(-2, -1)) * p.shape[-1] ** -0.5
+        if self.similarity == "cosine-softmax":
+            s = s * self.logit_scale.clamp(max=math.log(100.0)).exp()
+        s = s + self.position_bias()
+        keep = None
+        if mask is not None:  # (nW, N, N): 0 inside a region, -100 across
+            nw = mask.shape[0]
+            keep = (mask == 0).to(s.dtype)[None, :, None]  # (1, nW, 1, N, N)
+        if self.similarity.endswith("softmax"):
+            if keep is not None:
+                s = s.view(bw // nw, nw, h, n, n).masked_fill(keep == 0, float("-inf"))
+                s = s.view(bw, h, n, n)
+            return s.softmax(-1)
+        a = F.relu(s)
+        if keep is not None:  # masked pairs contribute nothing
+            a = (a.view(bw // nw, nw, h, n, n) * keep).view(bw, h, n, n)
+        return a / (a.sum(-1, keepdim=True) + self.eps)
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None, shared: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        bw, n, c = x.shape
+        a = self.attention_map(x, mask, shared)
+        v = (self.v(x) if self.v is not None else x).view(bw, n, self.num_heads, -1)
+        y = a @ v.transpose(1, 2)  # (bw, heads, N, C/heads)
+        return self.proj(y.transpose(1, 2).reshape(bw, n, c))
+
+
+def _init_projection(dim: int, proj_dim: int) -> torch.Tensor:
+    w = torch.empty(dim, proj_dim)
+    nn.init.trunc_normal_(w, std=0.02)
+    return w
+
+
+class UPS(SwinIRSkeleton):
+    """UPS: SwinIR-light skeleton whose attention layers share one projection space.
+
+    Args:
+        embed_dim: channels C (60 for ``ups``; 48 for lightsr's ``ups-s``).
+        depths: layers per residual group ((6, 6, 6, 6); ``ups-s``: (4, 4, 4, 4)).
+        num_heads: heads (D: 4).
+        window_size: window side (8).
+        mlp_ratio: MLP ratio (2.0).
+        proj_dim: dimension d of the unified projection space (128; ``ups-s``: 64).
+        similarity: cosine-relu (default), cosine-softmax, dot-relu or dot-softmax.
+        v_proj: per-layer value projection (off by default: the paper finds it unnecessary).
+        shared_projection: True: one (C, d) parameter ``shared_proj`` for all layers; False: a
+            projection per layer (``attn.qk``), the per-layer baseline of the ablation.
+        upscaling_factor: 2, 3 or 4.
+        img_size: training patch size (sizes the stored shifted-window masks).
+        drop_path_rate: stochastic depth during training.
+    """
+
+    def __init__(
+        self,
+        *,
+        embed_dim: int = 60,
+        depths: Sequence[int] = (6, 6, 6, 6),
+        num_heads: int = 4,
+        window_size: int = 8,
+        mlp_ratio: float = 2.0,
+        proj_dim: int = 128,
+        similarity: str = "cosine-relu",
+        v_proj: bool = False,
+        shared_projection: bool = True,
+        upscaling_factor: int = 4,
+        img_size: int = 64,
+        drop_path_rate: float = 0.1,
+    ) -> None:
+        super().__init__(
+            embed_dim=embed_dim,
+            depths=depths,
+            window_size=window_size,
+            mlp_ratio=mlp_ratio,
+            upscaling_factor=upscaling_factor,
+            img_size=img_size,
+            drop_path_rate=drop_path_rate,
+            make_attention=lambda _: UPSAttention(
+                embed_dim,
+                window_size=window_size,
+                num_heads=num_heads,
+                proj_dim=proj_dim,
+                similarity=similarity,
+                v_proj=v_proj,
+                own_projection=not shared_projection,
+            ),
+        )
+        # The unified projection space: one parameter, used by all sum(depths) layers.
+        self.shared_proj = (
+            nn.Parameter(_init_projection(embed_dim, proj_dim)) if shared_projection else None
+        )
+
+    def shared_projection(self) -> torch.Tensor | None:
+        return self.shared_proj
