@@ -115,3 +115,30 @@ def test_eval_errors_are_one_line(args: list[str], needle: str, capsys) -> None:
 def test_resolve_dataset_missing_root(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="--data-root or LIGHTSR_DATA"):
         resolve_dataset("Set5", tmp_path)
+
+
+def test_degradations_are_reproducible_and_lower_scores() -> None:
+    from lightsr.evaluate import degrade, parse_degradations
+
+    lr = np.random.default_rng(0).integers(0, 256, (16, 20, 3), dtype=np.uint8)
+    steps = parse_degradations(["jpeg:40", "blur:1.0", "noise:10"])
+    assert steps == [("jpeg", 40.0), ("blur", 1.0), ("noise", 10.0)]
+    a, b = degrade(lr, steps, seed=1), degrade(lr, steps, seed=1)
+    assert a.dtype == np.uint8 and a.shape == lr.shape
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, degrade(lr, steps, seed=2))
+    # noise of sigma 10 on a flat image: the sample std is close to 10
+    flat = np.full((64, 64, 3), 128, np.uint8)
+    assert abs(degrade(flat, [("noise", 10.0)], 0).astype(float).std() - 10) < 0.5
+    clean, noisy = (
+        evaluate("bicubic-rgb", "b", ["Set5"], 4, data_root=data_root(), degradations=d)[0]
+        for d in ([], [("noise", 10.0)])
+    )
+    assert noisy.psnr < clean.psnr - 0.5 and noisy.degrade == "noise:10"
+
+
+@pytest.mark.parametrize("spec", ["gamma:2", "jpeg:0", "blur:x", "noise:-1"])
+def test_bad_degradations(spec: str, capsys) -> None:
+    args = ["eval", "--model", "bicubic-rgb", "--scale", "4", "--degrade", spec]
+    assert main(args) == 2
+    assert "--degrade" in capsys.readouterr().err

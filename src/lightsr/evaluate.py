@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import time
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,10 +38,13 @@ from .resize import imresize, modcrop
 __all__ = [
     "BENCHMARKS",
     "BICUBIC_MODELS",
+    "DEGRADATIONS",
     "EvalResult",
     "default_data_root",
+    "degrade",
     "evaluate",
     "format_results",
+    "parse_degradations",
     "resolve_dataset",
     "self_ensemble",
 ]
@@ -73,6 +77,7 @@ class EvalResult:
     images: int
     seconds: float
     self_ensemble: bool = False
+    degrade: str = ""
     per_image: list[dict[str, float | str]] = field(default_factory=list)
 
     def record(self, *, per_image: bool = False) -> dict[str, object]:
@@ -143,6 +148,63 @@ def _as_rgb8(img: np.ndarray, path: Path) -> np.ndarray:
     return img[:, :, :3]
 
 
+#: LR-side degradations for robustness evaluation: name -> (parameter meaning, default).
+DEGRADATIONS = {
+    "jpeg": ("JPEG quality 1-100", 40.0),
+    "blur": ("Gaussian blur sigma in pixels (7x7 kernel)", 1.0),
+    "noise": ("additive Gaussian noise sigma on the 0-255 scale", 10.0),
+}
+
+
+def parse_degradations(specs: Sequence[str]) -> list[tuple[str, float]]:
+    """Parse ``["jpeg:40", "blur:1.0", "noise:10"]`` (applied in that order).
+
+    Raises:
+        LightSRError: unknown kind or bad value, naming the flag.
+    """
+    out = []
+    for spec in specs:
+        kind, _, value = spec.partition(":")
+        kind = kind.strip().lower()
+        if kind not in DEGRADATIONS:
+            raise LightSRError(
+                f"--degrade {spec!r}: unknown kind; use "
+                + ", ".join(f"{k}:N ({v[0]})" for k, v in DEGRADATIONS.items())
+            )
+        try:
+            level = float(value) if value else DEGRADATIONS[kind][1]
+        except ValueError:
+            raise LightSRError(f"--degrade {spec!r}: {value!r} is not a number") from None
+        if level <= 0 or (kind == "jpeg" and not 1 <= level <= 100):
+            raise LightSRError(f"--degrade {spec!r}: expected {DEGRADATIONS[kind][0]}")
+        out.append((kind, level))
+    return out
+
+
+def degrade(lr: np.ndarray, degradations: Sequence[tuple[str, float]], seed: int) -> np.ndarray:
+    """Apply LR-side degradations (UPS robustness protocol) to a uint8 RGB image.
+
+    ``jpeg:Q`` re-encodes with OpenCV's JPEG encoder at quality Q (4:2:0 subsampling);
+    ``blur:S`` convolves with a 7x7 Gaussian of sigma S, reflecting at the border;
+    ``noise:S`` adds Gaussian noise of sigma S/255 drawn from ``numpy.random.default_rng(seed)``.
+    The result is clipped and rounded to 8 bits after each step.
+    """
+    import cv2
+
+    img = lr
+    for kind, level in degradations:
+        if kind == "jpeg":
+            ok, buf = cv2.imencode(".jpg", img[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(level)])
+            assert ok
+            img = cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1]
+        elif kind == "blur":
+            img = cv2.GaussianBlur(img, (7, 7), level, borderType=cv2.BORDER_REFLECT_101)
+        else:
+            noise = np.random.default_rng(seed).normal(0.0, level, img.shape)
+            img = np.clip(np.round(img.astype(np.float64) + noise), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(img)
+
+
 # The 8 dihedral transforms as (forward, inverse) on HxWxC arrays.
 _TRANSFORMS: list[tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]]] = [
     (
@@ -183,6 +245,7 @@ def evaluate(
     ensemble: bool = False,
     save_images: Path | None = None,
     on_image: Callable[[str, int, int], None] | None = None,
+    degradations: Sequence[tuple[str, float]] = (),
 ) -> list[EvalResult]:
     """Evaluate an SR function (or ``"bicubic"``/``"bicubic-rgb"``) on datasets at one scale.
 
@@ -197,6 +260,8 @@ def evaluate(
         ensemble: average the 8 flips/rotations (self-ensemble, the papers' "+").
         save_images: write SR images to ``save_images/<dataset>/<stem>.png``.
         on_image: progress callback ``(dataset, done, total)``.
+        degradations: LR-side degradations (:func:`parse_degradations`), applied after the LR is
+            made; the noise seed is derived from the image name, so runs are reproducible.
     """
     results = []
     for ds in datasets:
@@ -209,6 +274,8 @@ def evaluate(
         per_image: list[dict[str, float | str]] = []
         for i, path in enumerate(files):
             raw = read_image(path)
+            if model == "bicubic" and degradations:
+                raise LightSRError("--degrade works on RGB LR: use --model bicubic-rgb")
             if model == "bicubic":
                 sr, ref = _bicubic_y(modcrop(raw, scale), scale)
             else:
@@ -223,6 +290,8 @@ def evaluate(
                         )
                 else:
                     lr = imresize(hr, 1 / scale)
+                if degradations:
+                    lr = degrade(lr, degradations, zlib.crc32(path.stem.encode()))
                 if model == "bicubic-rgb":
                     sr = imresize(lr, scale)
                 elif isinstance(model, str):
@@ -249,6 +318,7 @@ def evaluate(
                 images=len(files),
                 seconds=time.perf_counter() - t0,
                 self_ensemble=ensemble,
+                degrade=",".join(f"{k}:{v:g}" for k, v in degradations),
                 per_image=per_image,
             )
         )
@@ -262,17 +332,20 @@ def format_results(results: Iterable[EvalResult], fmt: str = "markdown") -> str:
     """
     results = list(results)
     if fmt == "csv":
-        cols = ["model", "dataset", "scale", "psnr", "ssim", "images", "seconds", "self_ensemble"]
+        cols = ["model", "dataset", "scale", "degrade", "psnr", "ssim", "images", "seconds",
+                "self_ensemble"]  # fmt: skip
         lines = [",".join(cols)]
         for r in results:
             rec = r.record()
             lines.append(",".join(_csv_cell(rec[c]) for c in cols))
         return "\n".join(lines)
     datasets = list(dict.fromkeys(r.dataset for r in results))
-    rows = list(
-        dict.fromkeys((r.model + ("+" if r.self_ensemble else ""), r.scale) for r in results)
-    )
-    cell = {(r.model + ("+" if r.self_ensemble else ""), r.scale, r.dataset): r for r in results}
+
+    def label(r: EvalResult) -> str:
+        return r.model + ("+" if r.self_ensemble else "") + (f" [{r.degrade}]" if r.degrade else "")
+
+    rows = list(dict.fromkeys((label(r), r.scale) for r in results))
+    cell = {(label(r), r.scale, r.dataset): r for r in results}
     head = "| model | scale | " + " | ".join(datasets) + " |"
     lines = [head, "|---|---|" + "---|" * len(datasets)]
     for model, scale in rows:
