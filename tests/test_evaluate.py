@@ -88,7 +88,7 @@ def test_cli_json_csv_markdown_and_save_images(tmp_path: Path, capsys) -> None:
     assert abs(rec["psnr"] - 28.42) <= 0.01
     assert len(list((tmp_path / "Set5").glob("*.png"))) == 5
     assert main([*base, "--csv"]) == 0
-    assert capsys.readouterr().out.startswith("model,dataset,scale,psnr,ssim")
+    assert capsys.readouterr().out.startswith("model,dataset,scale,degrade,psnr,ssim")
     assert main([*base, "--markdown"]) == 0
     assert "| bicubic | x4 | 28.42/0.8104 |" in capsys.readouterr().out
 
