@@ -14,6 +14,7 @@ for any network ``fn`` mapping a (1, C, h, w) tensor with h and w multiples of `
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -28,6 +29,14 @@ from torch import nn
 from .archs import MODELS, get_spec
 from .checkpoint import Detected, load_checkpoint
 from .errors import CheckpointError, LightSRError
+from .fast import (
+    CompileMode,
+    FastRunner,
+    FastSAFMN,
+    configure_threads,
+    cpu_supports_bf16,
+    fast_unsupported_reason,
+)
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -36,6 +45,7 @@ __all__ = [
     "Upscaler",
     "load_model",
     "pad_to_multiple",
+    "pad_to_size",
     "resolve_device",
     "tiled_apply",
 ]
@@ -70,7 +80,17 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     the output back.
     """
     h, w = x.shape[-2:]
-    ph, pw = -h % multiple, -w % multiple
+    return pad_to_size(x, h + -h % multiple, w + -w % multiple)
+
+
+def pad_to_size(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Pad the last two dims of ``x`` at the bottom/right up to ``height`` x ``width``.
+
+    The padding of :func:`pad_to_multiple` (reflection, repeated for long pads, replication for
+    1-pixel sides); sides already as large are left alone.
+    """
+    h, w = x.shape[-2:]
+    ph, pw = max(0, height - h), max(0, width - w)
     while ph or pw:
         h, w = x.shape[-2:]
         rh, rw = min(ph, h - 1), min(pw, w - 1)
@@ -105,6 +125,23 @@ def _axis_weights(w0: int, w1: int, image_len: int, overlap: int, scale: int) ->
     return wt
 
 
+def _windows(n: int, tile: int, overlap: int, multiple: int) -> list[tuple[int, int]]:
+    """Windows ``[a, b)`` along an axis of length ``n``, one per core ``[c0, c0 + tile)``.
+
+    Each window holds its core(s) plus at least ``overlap`` pixels of context on each side inside
+    the image, starts on the ``multiple`` grid and pads to the same length: ``tile + 2 * overlap``
+    (all multiples of ``multiple``), or ``n`` padded when the axis is shorter. The last window
+    ends at ``n``, and its padded end is the untiled run's, ``ceil(n / multiple) * multiple``.
+    Starts and ends never decrease, which the row-by-row output of :func:`tiled_apply` relies on.
+    """
+    win = tile + 2 * overlap
+    if n <= win:
+        return [(0, n)]
+    last = _round_up(n - win, multiple)
+    starts = [min(max(0, c0 - overlap), last) for c0 in range(0, n, tile)]
+    return list(dict.fromkeys((a, min(a + win, n)) for a in starts))  # drop repeated windows
+
+
 def _run_padded(
     fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, multiple: int, scale: int
 ) -> torch.Tensor:
@@ -122,15 +159,20 @@ def tiled_apply(
     emit: Emit,
     tile: int | None = None,
     overlap: int = DEFAULT_TILE_OVERLAP,
+    batch: int = 1,
 ) -> None:
     """Run ``fn`` over ``x`` (C, H, W), untiled or in tiles, and hand finished output rows on.
 
     Tiles have cores of ``tile`` x ``tile`` LR pixels that partition the image; each is run with
-    ``overlap`` pixels of context on every side (clipped at the image border) and the windows are
-    cross-faded (see :func:`_axis_weights`). ``tile`` and ``overlap`` are rounded up to
-    ``multiple`` so every window starts on the model's pooling grid, exactly as the untiled run.
-    Output is produced one row of tiles at a time, so memory grows with the tile and the image
-    width, not with the image height.
+    at least ``overlap`` pixels of context on every side (clipped at the image border) and the
+    windows are cross-faded (see :func:`_axis_weights`). ``tile`` and ``overlap`` are rounded up
+    to ``multiple`` so every window starts on the model's pooling grid, exactly as the untiled
+    run. Every window has the same padded shape, ``tile + 2 * overlap`` (or the whole padded side
+    when the image is smaller): windows at the image border extend inward for more context
+    instead of shrinking, and the last one ends where the untiled run's padded image ends. One
+    shape per image size is what lets a compiled graph serve every tile (see
+    :class:`lightsr.fast.FastRunner`). Output is produced one row of tiles at a time, so memory
+    grows with the tile and the image width, not with the image height.
 
     Args:
         fn: the network on a (1, C, h, w) float tensor; returns (1, C, h*scale, w*scale).
@@ -141,6 +183,8 @@ def tiled_apply(
             [0, 1], in order, covering the whole output once.
         tile: core size in LR pixels; None runs the whole image at once.
         overlap: context in LR pixels on each side of a tile.
+        batch: run up to this many windows of a row of tiles in one call of ``fn`` (they all
+            have the same shape); 1 bounds memory best, a GPU prefers more.
     """
     _, h, w = x.shape
     if tile is None or (h <= tile and w <= tile):
@@ -151,21 +195,21 @@ def tiled_apply(
     tile = _round_up(tile, multiple)
     overlap = _round_up(overlap, multiple)
     s = scale
-    cols = [(c, min(c + tile, w)) for c in range(0, w, tile)]
-    col_windows = [(max(0, c0 - overlap), min(w, c1 + overlap)) for c0, c1 in cols]
+    col_windows = _windows(w, tile, overlap, multiple)
     col_weights = [_axis_weights(a, b, w, overlap, s) for a, b in col_windows]
     pending: tuple[int, torch.Tensor, torch.Tensor] | None = None  # (row0, acc, wsum)
-    for r0 in range(0, h, tile):
-        r1 = min(r0 + tile, h)
-        a, b = max(0, r0 - overlap), min(h, r1 + overlap)
+    for a, b in _windows(h, tile, overlap, multiple):
         row_wt = _axis_weights(a, b, h, overlap, s)
         acc = torch.zeros(x.shape[0], (b - a) * s, w * s)
         wsum = torch.zeros(1, (b - a) * s, w * s)
-        for (c0, c1), cw in zip(col_windows, col_weights, strict=True):
-            y = _run_padded(fn, x[None, :, a:b, c0:c1], multiple, s)[0]
-            wmap = row_wt[:, None] * cw[None, :]
-            acc[:, :, c0 * s : c1 * s].addcmul_(y, wmap)
-            wsum[:, :, c0 * s : c1 * s] += wmap
+        for i in range(0, len(col_windows), max(1, batch)):
+            group = col_windows[i : i + max(1, batch)]
+            tiles = torch.stack([x[:, a:b, c0:c1] for c0, c1 in group])
+            ys = _run_padded(fn, tiles, multiple, s)
+            for (c0, c1), cw, y in zip(group, col_weights[i : i + len(group)], ys, strict=True):
+                wmap = row_wt[:, None] * cw[None, :]
+                acc[:, :, c0 * s : c1 * s].addcmul_(y, wmap)
+                wsum[:, :, c0 * s : c1 * s] += wmap
         if pending is not None:
             p0, pacc, pw = pending
             done = a * s - p0  # rows of the previous strip no later window touches
@@ -276,6 +320,15 @@ class Upscaler:
         arch: architecture name; ``config``: its constructor arguments.
         device: where it runs; ``precision``: ``"fp32"``, ``"bf16"`` or ``"fp16"``.
         size_multiple: input sides are padded to a multiple of this.
+        fast: True when the fast path (:mod:`lightsr.fast`) runs the model.
+        runner: the fast path's :class:`~lightsr.fast.FastRunner` (None on the plain path).
+
+    Args:
+        fast: use the fast path where the model has one (SAFMN in the paper's configuration):
+            the same function, computed faster (see :mod:`lightsr.fast`); False runs ``model``
+            as it is (eager; autocast for bf16/fp16).
+        compile: the fast path's use of ``torch.compile``/CUDA graphs: ``"auto"`` (once a shape
+            has cost more eager time than a compilation), ``"on"`` or ``"off"``.
     """
 
     def __init__(
@@ -288,6 +341,8 @@ class Upscaler:
         config: dict[str, Any],
         device: str | torch.device = "auto",
         precision: str = "fp32",
+        fast: bool = True,
+        compile: CompileMode = "auto",
     ) -> None:
         self.device = resolve_device(device)
         self.precision = _resolve_precision(precision, self.device)
@@ -299,11 +354,16 @@ class Upscaler:
         self.arch = arch
         self.config = config
         self.size_multiple = int(getattr(model, "size_multiple", 1))
+        self.runner: FastRunner | None = None
+        if fast and fast_unsupported_reason(self.model) is None:
+            self.runner = _make_runner(self.model, self.device, self.precision, compile)
+            self.size_multiple = max(self.size_multiple, self.runner.module.size_multiple)
+        self.fast = self.runner is not None
 
     def __repr__(self) -> str:
         return (
             f"Upscaler({self.name!r}, arch={self.arch}, scale={self.scale}, "
-            f"device={self.device}, precision={self.precision})"
+            f"device={self.device}, precision={self.precision}, fast={self.fast})"
         )
 
     @torch.inference_mode()
@@ -314,6 +374,8 @@ class Upscaler:
         """
         src = x.device
         x = x.to(self.device, torch.float32)
+        if self.runner is not None:
+            return self.runner(x).to(src)
         dtype = PRECISIONS[self.precision]
         ctx = (
             torch.autocast(self.device.type, dtype=dtype)
@@ -399,7 +461,13 @@ class Upscaler:
             emit=emit,
             tile=tile,
             overlap=overlap,
+            batch=self._tile_batch,
         )
+
+    @property
+    def _tile_batch(self) -> int:
+        """Equally shaped tiles per network call: several on CUDA, one on the CPU."""
+        return 8 if self.device.type == "cuda" else 1
 
     def _upscale_pil(self, image: Any, tile: int | None, overlap: int) -> Any:
         from PIL import Image
@@ -452,6 +520,22 @@ class Upscaler:
         return out if batched else out[0]
 
 
+def _make_runner(
+    model: nn.Module, device: torch.device, precision: str, compile: CompileMode
+) -> FastRunner:
+    if device.type == "cpu":
+        configure_threads()
+        if precision == "bf16" and not cpu_supports_bf16():
+            warnings.warn(
+                "this CPU has no native bfloat16 (AVX512-BF16/AMX): --precision bf16 is "
+                "emulated and slower than fp32",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+    module = FastSAFMN(model, dtype=PRECISIONS[precision]).to(device)
+    return FastRunner(module, device, compile=compile)
+
+
 # --------------------------------------------------------------------------------------------
 
 
@@ -465,6 +549,8 @@ def load_model(
     scale: int | None = None,
     device: str | torch.device = "auto",
     precision: str = "fp32",
+    fast: bool = True,
+    compile: CompileMode = "auto",
 ) -> Upscaler:
     """Load a model for inference: a checkpoint file, or a named model with bundled weights.
 
@@ -476,6 +562,10 @@ def load_model(
         scale: the wanted scale; for a checkpoint it must match the detected one.
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         precision: ``"fp32"`` (default), ``"bf16"`` (CPU and CUDA) or ``"fp16"`` (CUDA only).
+        fast: the fast path where the model has one (default; the same outputs to 1e-4 in fp32,
+            see :mod:`lightsr.fast`); False selects the plain eager model.
+        compile: when the fast path compiles: ``"auto"``, ``"on"`` or ``"off"`` (see
+            :class:`Upscaler`).
 
     Raises:
         LightSRError: unknown name, unreadable checkpoint, scale mismatch, or a named model for
@@ -487,7 +577,7 @@ def load_model(
     text = os.fspath(name_or_path)
     path = Path(text)
     if path.suffix.lower() in (".pth", ".pt", ".ckpt", ".safetensors", ".bin") or path.exists():
-        model, found = load_checkpoint(path)
+        model, found = load_checkpoint(path, scale=scale)
         if scale is not None and found.scale != scale:
             raise CheckpointError(
                 f"{path}: the checkpoint is x{found.scale}, but scale {scale} was asked for"
@@ -500,6 +590,8 @@ def load_model(
             config=found.config,
             device=device,
             precision=precision,
+            fast=fast,
+            compile=compile,
         )
     try:
         spec = get_spec(text, scale)
@@ -524,6 +616,8 @@ def load_model(
         config=dict(spec.config),
         device=device,
         precision=precision,
+        fast=fast,
+        compile=compile,
     )
 
 
