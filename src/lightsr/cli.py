@@ -111,12 +111,25 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
     inputs = _collect_inputs(args.inputs)
     if not inputs:
         raise LightSRError("no input images found; pass image files, folders or globs")
-    model = load_model(
-        args.weights or args.model,
-        scale=args.scale,
-        device=args.device,
-        precision=args.precision,
-    )
+    if args.backend == "onnxruntime":
+        from .export import load_onnx
+
+        if not args.onnx or args.weights or args.model:
+            raise LightSRError("--backend onnxruntime runs --onnx FILE (not --model/--weights)")
+        if args.precision != "fp32":
+            raise LightSRError("--backend onnxruntime: the graph sets the precision (--fp16)")
+        model = load_onnx(args.onnx)
+    elif args.onnx:
+        raise LightSRError("--onnx needs --backend onnxruntime")
+    else:
+        model = load_model(
+            args.weights or args.model,
+            scale=args.scale,
+            device=args.device,
+            precision=args.precision,
+            fast=args.fast,
+            compile=args.compile,
+        )
     single = len(inputs) == 1 and not Path(args.inputs[0]).is_dir()
     done = skipped = failed = 0
     t0 = time.perf_counter()
@@ -203,6 +216,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             scale=args.scale,
             device=args.device,
             precision=args.precision,
+            fast=args.fast,
+            compile=args.compile,
         )
         tile, overlap = args.tile, args.tile_overlap
 
@@ -374,6 +389,24 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_onnx, parse_static
+
+    static = parse_static(args.static) if args.static else None
+    res = export_onnx(args.model, args.output, opset=args.opset, fp16=args.fp16, static=static)
+    shape = "dynamic batch/height/width" if res.dynamic else f"static {args.static}"
+    check = (
+        f"; onnxruntime vs PyTorch max abs diff {res.max_abs_diff:.1e}"
+        if res.max_abs_diff is not None
+        else ""
+    )
+    print(f"wrote {res.path} (x{res.scale}, opset {res.opset}, {res.dtype}, {shape}{check})")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------
+
+
 def _add_model_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--model", help="named model (see `lightsr models`); default: the bundled one")
@@ -385,6 +418,23 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
         default="fp32",
         choices=("fp32", "bf16", "fp16"),
         help="fp32 (default), bf16 (CPU/CUDA), fp16 (CUDA only)",
+    )
+    _add_fast_flags(g)
+
+
+def _add_fast_flags(g: argparse._ArgumentGroup) -> None:
+    g.add_argument(
+        "--no-fast",
+        dest="fast",
+        action="store_false",
+        help="run the plain eager model instead of the fast path (same outputs, slower)",
+    )
+    g.add_argument(
+        "--compile",
+        default="auto",
+        choices=("auto", "on", "off"),
+        help="fast path: torch.compile per input shape; auto (default) once a shape has cost "
+        "more time than compiling, e.g. many tiles or frames of one size",
     )
 
 
@@ -411,6 +461,13 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (95)")
     p.add_argument("--skip-existing", action="store_true", help="skip outputs that exist")
     p.add_argument("--max-pixels", type=int, help="refuse larger inputs (decompression bombs)")
+    p.add_argument(
+        "--backend",
+        default="torch",
+        choices=("torch", "onnxruntime"),
+        help="torch (default) or onnxruntime (with --onnx FILE from `lightsr export`)",
+    )
+    p.add_argument("--onnx", metavar="FILE", help="ONNX model for --backend onnxruntime")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_upscale)
 
@@ -421,6 +478,7 @@ def _build_parser() -> argparse.ArgumentParser:
     g.add_argument("--scale", type=int, choices=(2, 3, 4), help="scale (detected from --weights)")
     g.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
     g.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
+    _add_fast_flags(g)
     p.add_argument(
         "--datasets", nargs="+", default=["Set5", "Set14", "B100"], metavar="NAME_OR_DIR",
         help="benchmark names (Set5 Set14 B100 Urban100 Manga109) or folders of HR images",
@@ -455,6 +513,19 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help=".pth/.pt/.safetensors file")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_inspect)
+
+    p = sub.add_parser(
+        "export",
+        help="export to ONNX with dynamic batch, height and width",
+        description="Export a model to ONNX (dynamic batch/height/width; exact at every size "
+        "that is a multiple of 8: callers pad, as `lightsr upscale --backend onnxruntime` does).",
+    )
+    p.add_argument("model", metavar="MODEL_OR_CHECKPOINT", help="checkpoint file or model name")
+    p.add_argument("-o", "--output", required=True, help="the .onnx file to write")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (17)")
+    p.add_argument("--fp16", action="store_true", help="float16 weights and compute (GPU)")
+    p.add_argument("--static", metavar="WxH", help="fixed input size (multiples of 8)")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser(
         "bench",
