@@ -540,7 +540,7 @@ def load_for_bench(source: str, *, scale: int | None = None) -> LoadedModel:
     """
     path = Path(source)
     if path.suffix.lower() in _CHECKPOINT_SUFFIXES or path.exists():
-        model, found = load_checkpoint(path)
+        model, found = load_checkpoint(path, scale=scale)
         if scale is not None and found.scale != scale:
             raise LightSRError(
                 f"{path}: the checkpoint is x{found.scale}, but --scale {scale} was given; "

@@ -16,7 +16,7 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +49,16 @@ class Detected:
         arch: architecture name (a key of :data:`lightsr.archs.ARCHS`).
         config: constructor arguments other than the scale.
         scale: upscaling factor.
+        scales: every scale the same tensors run at, when there are several: a multi-scale
+            network (CARN-M's x2/x3/x4 upsamplers), or one whose weights do not depend on the
+            scale (PAN x2/x3, FSRCNN). Empty when only ``scale`` fits. ``load_checkpoint``
+            picks among them (see there).
     """
 
     arch: str
     config: dict[str, Any]
     scale: int
+    scales: tuple[int, ...] = ()
 
 
 def _unwrap(obj: Any, path: Path) -> StateDict:
@@ -216,7 +221,177 @@ def _detect_swin_family(sd: StateDict) -> Detected | None:
     return Detected("ups", config, scale)
 
 
-_DETECTORS: list[Callable[[StateDict], Detected | None]] = [_detect_safmn, _detect_swin_family]
+def _count(sd: StateDict, pattern: str) -> int:
+    """Number of distinct integers captured by ``pattern`` (matched at the start of keys)."""
+    return len({int(m.group(1)) for k in sd if (m := re.match(pattern, k))})
+
+
+def _pixelshuffle_scale(out_ch: int, ch: int = 3) -> int | None:
+    """The factor r of a conv producing ``ch * r * r`` channels for PixelShuffle(r), or None."""
+    r = math.isqrt(out_ch // ch)
+    return r if ch * r * r == out_ch else None
+
+
+def _detect_imdn(sd: StateDict) -> Detected | None:
+    if not all(k in sd for k in ("fea_conv.weight", "IMDB1.c1.weight", "upsampler.0.weight")):
+        return None
+    scale = _pixelshuffle_scale(sd["upsampler.0.weight"].shape[0])
+    if scale is None:
+        return None
+    config = {"nf": sd["fea_conv.weight"].shape[0], "num_modules": _count(sd, r"IMDB(\d+)\.")}
+    return Detected("imdn", config, scale)
+
+
+def _detect_rfdn(sd: StateDict) -> Detected | None:
+    if not all(k in sd for k in ("fea_conv.weight", "B1.c1_d.weight", "B1.esa.conv_max.weight")):
+        return None
+    scale = _pixelshuffle_scale(sd["upsampler.0.weight"].shape[0])
+    if scale is None:
+        return None
+    config = {"nf": sd["fea_conv.weight"].shape[0], "num_modules": _count(sd, r"B(\d+)\.")}
+    return Detected("rfdn", config, scale)
+
+
+def _detect_rlfn(sd: StateDict) -> Detected | None:
+    if not all(
+        k in sd for k in ("conv_1.weight", "block_1.c1_r.weight", "block_1.esa.conv1.weight")
+    ):
+        return None
+    scale = _pixelshuffle_scale(sd["upsampler.0.weight"].shape[0])
+    if scale is None:
+        return None
+    config = {
+        "feature_channels": sd["conv_1.weight"].shape[0],
+        "mid_channels": sd["block_1.c1_r.weight"].shape[0],
+        "esa_channels": sd["block_1.esa.conv1.weight"].shape[0],
+        "n_blocks": _count(sd, r"block_(\d+)\."),
+    }
+    return Detected("rlfn", config, scale)
+
+
+def _detect_pan(sd: StateDict) -> Detected | None:
+    if not all(
+        k in sd for k in ("conv_first.weight", "SCPA_trunk.0.conv1_a.weight", "att1.conv.weight")
+    ):
+        return None
+    config = {
+        "nf": sd["conv_first.weight"].shape[0],
+        "unf": sd["upconv1.weight"].shape[0],
+        "nb": _count(sd, r"SCPA_trunk\.(\d+)\."),
+    }
+    if "HRconv2.weight" in sd:  # two x2 reconstruction stages
+        return Detected("pan", config, 4)
+    return Detected("pan", config, 2, scales=(2, 3))  # x2 and x3 have the same tensors
+
+
+def _detect_carn_m(sd: StateDict) -> Detected | None:
+    block = "b1.b1.body."
+    if not all(k in sd for k in ("sub_mean.shifter.weight", "entry.weight", block + "4.weight")):
+        return None
+    n_feats = sd["entry.weight"].shape[0]
+    config: dict[str, Any] = {
+        "n_feats": n_feats,
+        "group": n_feats // sd[block + "0.weight"].shape[1],
+    }
+    if "upsample.up2.body.0.weight" in sd:  # the public multi-scale model: x4 unless asked
+        return Detected("carn_m", {**config, "multi_scale": True}, 4, scales=(2, 3, 4))
+    first = sd["upsample.body.0.weight"].shape[0] // n_feats
+    scale = 4 if "upsample.body.3.weight" in sd else {4: 2, 9: 3}.get(first)
+    if scale is None:
+        return None
+    return Detected("carn_m", {**config, "multi_scale": False}, scale)
+
+
+def _detect_fsrcnn(sd: StateDict) -> Detected | None:
+    if not all(k in sd for k in ("first_part.0.weight", "mid_part.0.weight", "last_part.weight")):
+        return None
+    config = {
+        "d": sd["first_part.0.weight"].shape[0],
+        "s": sd["mid_part.0.weight"].shape[0],
+        "m": _count(sd, r"mid_part\.(\d+)\.bias") - 2,
+    }
+    # The transposed conv's stride is the scale: the tensors fit x2, x3 and x4 alike.
+    return Detected("fsrcnn", config, 2, scales=(2, 3, 4))
+
+
+def _detect_espcn(sd: StateDict) -> Detected | None:
+    if not all(
+        k in sd for k in ("first_part.0.weight", "first_part.2.weight", "last_part.0.weight")
+    ):
+        return None
+    scale = _pixelshuffle_scale(sd["last_part.0.weight"].shape[0], ch=1)
+    if scale is None:
+        return None
+    config = {"n1": sd["first_part.0.weight"].shape[0], "n2": sd["first_part.2.weight"].shape[0]}
+    return Detected("espcn", config, scale)
+
+
+def _detect_edsr(sd: StateDict) -> Detected | None:
+    if not all(k in sd for k in ("sub_mean.weight", "head.0.weight", "body.0.body.0.weight")):
+        return None
+    n_feats = sd["head.0.weight"].shape[0]
+    n_resblocks = _count(sd, r"body\.(\d+)\.body\.")
+    steps = _count(sd, r"tail\.0\.(\d+)\.weight")
+    first = sd["tail.0.0.weight"].shape[0] // n_feats
+    scale = 2**steps if first == 4 else 3 if (first, steps) == (9, 1) else None
+    if scale is None:
+        return None
+    config = {
+        "n_resblocks": n_resblocks,
+        "n_feats": n_feats,
+        "res_scale": 0.1 if (n_resblocks, n_feats) == (32, 256) else 1.0,  # the paper's EDSR
+        # the mean shift's bias is -img_range * mean: 255-range models have |bias| > 1
+        "img_range": 255.0 if float(sd["sub_mean.bias"].abs().max()) > 1.0 else 1.0,
+    }
+    return Detected("edsr", config, scale)
+
+
+def _detect_safmn_ntire2023(sd: StateDict) -> Detected | None:
+    if not all(k in sd for k in ("norm.gamma", "to_feat.weight", "feats.0.safm.aggr.weight")):
+        return None
+    scale = _pixelshuffle_scale(sd["to_img.0.weight"].shape[0])
+    if scale is None:
+        return None
+    dim = sd["to_feat.weight"].shape[0]
+    config = {
+        "dim": dim,
+        "n_blocks": _count(sd, r"feats\.(\d+)\."),
+        "ffn_scale": sd["feats.0.ccm.ccm.0.weight"].shape[0] / dim,
+    }
+    return Detected("safmn_ntire2023", config, scale)
+
+
+def _detect_safmnpp(sd: StateDict) -> Detected | None:
+    """SAFMN++ (``conv2.conv1``) and light SAFMN++ (``conv2.conv.0``)."""
+    if "feats.0.conv1.proj.weight" not in sd or "to_feat.weight" not in sd:
+        return None
+    scale = _pixelshuffle_scale(sd["to_img.0.weight"].shape[0])
+    if scale is None:
+        return None
+    dim = sd["to_feat.weight"].shape[0]
+    chunk = sd["feats.0.conv1.dwconv.weight"].shape[0]
+    light = "feats.0.conv2.conv.0.weight" in sd
+    hidden = sd["feats.0.conv2.conv.0.weight" if light else "feats.0.conv2.conv1.weight"].shape[0]
+    if chunk != (dim // 2 if light else dim // 3):
+        return None
+    config = {"dim": dim, "n_blocks": _count(sd, r"feats\.(\d+)\."), "ffn_scale": hidden / dim}
+    return Detected("light_safmnpp" if light else "safmnpp", config, scale)
+
+
+_DETECTORS: list[Callable[[StateDict], Detected | None]] = [
+    _detect_safmn,
+    _detect_swin_family,
+    _detect_imdn,
+    _detect_rfdn,
+    _detect_rlfn,
+    _detect_pan,
+    _detect_carn_m,
+    _detect_fsrcnn,
+    _detect_espcn,
+    _detect_edsr,
+    _detect_safmn_ntire2023,
+    _detect_safmnpp,
+]
 
 
 def detect_arch(state_dict: Mapping[str, torch.Tensor]) -> Detected | None:
@@ -235,8 +410,19 @@ def detect_arch(state_dict: Mapping[str, torch.Tensor]) -> Detected | None:
     return None
 
 
-def load_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module, Detected]:
+def load_checkpoint(
+    path: str | os.PathLike[str], *, scale: int | None = None
+) -> tuple[nn.Module, Detected]:
     """Read, recognise and load a checkpoint strictly into a freshly built float32 model.
+
+    Args:
+        path: the checkpoint file.
+        scale: the wanted scale, used when the tensors fit several (``Detected.scales``): the
+            multi-scale CARN-M file runs its x2, x3 or x4 branch; a PAN x2/x3 or FSRCNN file is
+            built with that stride. Without it such a file gets the scale its name states
+            (``PANx3_DF2K.pth``, ``fsrcnn_x4.pth``, ``..._3x.pth``) or else the detector's
+            default (x4 for CARN-M, x2 for PAN and FSRCNN). For other files ``scale`` is not
+            used: the caller compares it with the returned ``Detected.scale``.
 
     Raises:
         CheckpointError: unreadable file, unknown architecture, or tensors that do not fit the
@@ -247,7 +433,12 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module, Detected]:
     found = detect_arch(sd)
     if "arch" in metadata and "config" in metadata:
         # lightsr's own files: the stored config is complete (shapes cannot show every option)
+        shapes = found
         found = _from_metadata(metadata, path)
+        if shapes is not None and shapes.arch == found.arch:
+            found = replace(found, scales=shapes.scales)
+    if found is not None and found.scales:
+        found = replace(found, scale=_choose_scale(found, path, scale))
     if found is None:
         sample = ", ".join(list(sd)[:4])
         raise CheckpointError(
@@ -264,6 +455,16 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module, Detected]:
         ) from exc
     model.eval()
     return model, found
+
+
+def _choose_scale(found: Detected, path: Path, wanted: int | None) -> int:
+    """The scale to build a checkpoint whose tensors fit several (see :func:`load_checkpoint`)."""
+    if wanted is not None:
+        return wanted if wanted in found.scales else found.scale
+    stem = path.stem.lower()
+    named = {int(d) for d in re.findall(r"x(\d)(?!\d)", stem) + re.findall(r"(?<!\d)(\d)x", stem)}
+    named &= set(found.scales)
+    return named.pop() if len(named) == 1 else found.scale
 
 
 def _from_metadata(metadata: dict[str, str], path: Path) -> Detected:

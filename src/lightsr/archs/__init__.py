@@ -14,7 +14,18 @@ from typing import Any
 
 from torch import nn
 
+from .carn import CARNM
+from .edsr import EDSR
+from .espcn import ESPCN
+from .fsrcnn import FSRCNN
+from .imdn import IMDN
+from .light_safmnpp import LightSAFMNPP
+from .pan import PAN
+from .rfdn import RFDN
+from .rlfn import RLFN
 from .safmn import SAFMN
+from .safmn_ntire2023 import SAFMNNTIRE2023
+from .safmnpp import SAFMNPP
 from .swinir import SwinIR
 from .ups import UPS
 
@@ -33,6 +44,18 @@ ARCHS: dict[str, Callable[..., nn.Module]] = {
     "safmn": SAFMN,
     "swinir": SwinIR,
     "ups": UPS,
+    # the model zoo (efficient-SR baselines and the SAFMN family's challenge entries)
+    "imdn": IMDN,
+    "pan": PAN,
+    "rlfn": RLFN,
+    "rfdn": RFDN,
+    "carn_m": CARNM,
+    "fsrcnn": FSRCNN,
+    "espcn": ESPCN,
+    "edsr": EDSR,
+    "safmn_ntire2023": SAFMNNTIRE2023,
+    "safmnpp": SAFMNPP,
+    "light_safmnpp": LightSAFMNPP,
 }
 
 
@@ -48,7 +71,8 @@ class ModelSpec:
         description: one line for ``lightsr models``.
         weights: file name of bundled weights under ``lightsr/weights/``, or None.
         paper: the paper's complexity figures as printed (``params_k``, ``flops_g``,
-            ``acts_m`` at a 1280x720 output, and the ``source`` table), when it reports them.
+            ``acts_m`` at a 1280x720 output, and the ``source`` table), when it reports them;
+            for the zoo's baselines, ``set5_psnr`` (Set5 PSNR-Y as Table 1 prints it).
     """
 
     name: str
@@ -220,9 +244,121 @@ def _transformer_specs() -> list[ModelSpec]:
     ]
 
 
+#: The model zoo: name -> (architecture, config, scales, description, Set5 PSNR-Y that the
+#: SAFMN paper's Table 1 prints per scale, where it reports the model). lightsr ships none of
+#: their weights; the public checkpoints load from a path (see docs/zoo.md).
+_ZOO: dict[str, tuple[str, dict[str, Any], tuple[int, ...], str, dict[int, str]]] = {
+    "imdn": (
+        "imdn",
+        {"nf": 64, "num_modules": 6},
+        (2, 3, 4),
+        "IMDN (ACM MM 2019; AIM 2019 winner)",
+        {2: "38.00", 3: "34.36", 4: "32.21"},
+    ),
+    "pan": (
+        "pan",
+        {"nf": 40, "unf": 24, "nb": 16},
+        (2, 3, 4),
+        "PAN (ECCVW 2020), pixel attention",
+        {2: "38.00", 3: "34.40", 4: "32.13"},
+    ),
+    "rlfn": (
+        "rlfn",
+        {"feature_channels": 52},
+        (2, 3, 4),
+        "RLFN (CVPRW 2022; NTIRE 2022 winner), [0, 255] weights scaled inside",
+        {2: "38.07", 4: "32.24"},
+    ),
+    "rlfn-s": (
+        "rlfn",
+        {"feature_channels": 48},
+        (2, 3, 4),
+        "RLFN-S (CVPRW 2022), [0, 255] weights scaled inside",
+        {2: "38.05", 4: "32.23"},
+    ),
+    "rfdn": (
+        "rfdn",
+        {"nf": 50, "num_modules": 4},
+        (2, 3, 4),
+        "RFDN (ECCVW 2020; AIM 2020 winner, nf 50, 4 blocks), [0, 255] weights scaled inside",
+        {},
+    ),
+    "carn-m": (
+        "carn_m",
+        {"n_feats": 64, "group": 4, "multi_scale": True},
+        (2, 3, 4),
+        "CARN-M (ECCV 2018), one multi-scale network with x2/x3/x4 upsamplers",
+        {2: "37.53", 3: "33.99", 4: "31.92"},
+    ),
+    "fsrcnn": (
+        "fsrcnn",
+        {"d": 56, "s": 12, "m": 4},
+        (2, 3, 4),
+        "FSRCNN (ECCV 2016), Y channel (RGB in/out, CbCr bicubic)",
+        {2: "37.00", 3: "33.16", 4: "30.71"},
+    ),
+    "espcn": (
+        "espcn",
+        {"n1": 64, "n2": 32},
+        (2, 3, 4),
+        "ESPCN (CVPR 2016), Y channel (RGB in/out, CbCr bicubic); no public weights",
+        {},
+    ),
+    "edsr-baseline": (
+        "edsr",
+        {"n_resblocks": 16, "n_feats": 64, "res_scale": 1.0},
+        (2, 3, 4),
+        "EDSR-baseline (CVPRW 2017); no public weights",
+        {},
+    ),
+    "safmn-ntire2023": (
+        "safmn_ntire2023",
+        {"dim": 36, "n_blocks": 8, "ffn_scale": 2.0},
+        (4,),
+        "SAFMN's NTIRE 2023 efficient-SR entry (GRN, bias-free blocks, bilinear skip)",
+        {},
+    ),
+    "safmnpp": (
+        "safmnpp",
+        {"dim": 36, "n_blocks": 6, "ffn_scale": 1.5},
+        (4,),
+        "SAFMN++ (NTIRE 2024 efficient-SR entry)",
+        {},
+    ),
+    "light-safmnpp": (
+        "light_safmnpp",
+        {"dim": 32, "n_blocks": 2, "ffn_scale": 1.5},
+        (4,),
+        "light SAFMN++ (AIS 2024 real-time SR of AVIF-compressed images)",
+        {},
+    ),
+}
+
+
+def _zoo_specs() -> list[ModelSpec]:
+    """The model zoo at each of its scales, named ``<model>-x<scale>`` (random weights)."""
+    return [
+        ModelSpec(
+            name=f"{base}-x{scale}",
+            arch=arch,
+            config=dict(config),
+            scale=scale,
+            description=f"{desc}, x{scale}",
+            paper={"set5_psnr": set5[scale], "source": "Table 1"} if scale in set5 else {},
+        )
+        for base, (arch, config, scales, desc, set5) in _ZOO.items()
+        for scale in scales
+    ]
+
+
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
-    for spec in [*_safmn_specs(), *_safmn_ablation_specs(), *_transformer_specs()]
+    for spec in [
+        *_safmn_specs(),
+        *_safmn_ablation_specs(),
+        *_transformer_specs(),
+        *_zoo_specs(),
+    ]
 }
 
 

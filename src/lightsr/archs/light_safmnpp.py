@@ -1,0 +1,112 @@
+"""Light SAFMN++: the SAFMN authors' entry to the AIS 2024 real-time SR challenge.
+
+Challenge report: M. V. Conde et al., "Real-Time 4K Super-Resolution of Compressed AVIF
+Images. AIS 2024 Challenge Survey", CVPR 2024 Workshops. Trained to upscale AVIF-compressed
+images x4 in real time.
+
+Compared with SAFMN++ (:mod:`lightsr.archs.safmnpp`):
+
+- the simplified SAFM splits the ``proj`` output in two halves: the first half is pooled by 8,
+  convolved depth-wise, upsampled bilinearly and modulates itself through GELU; concatenated
+  with the second half, GELU, 1x1 ``out``;
+- a block is ``CCM(SimpleSAFM(X))`` with no residual inside; a residual goes around the whole
+  body instead (as in the paper's SAFMN), and there is no bilinear skip from the input;
+- the CCM's convs are ``conv.0``/``conv.2`` (a Sequential with GELU between).
+
+dim 32, 2 blocks, ffn 1.5 at x4: 66,176 parameters, no biases. Inputs are RGB in [0, 1], of any
+size: like the official inference script the module does not pad (adaptive pooling floors sides
+that are not multiples of 8); inputs smaller than 8 pixels are padded by edge replication
+inside.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["MIN_SIZE", "LightSAFMNPP"]
+
+#: The pooled branch is pooled by 8: the smallest side that runs as is.
+MIN_SIZE = 8
+
+
+class _SimpleSAFM(nn.Module):
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        half = dim // 2
+        self.proj = nn.Conv2d(dim, dim, 3, padding=1, bias=False)
+        self.dwconv = nn.Conv2d(half, half, 3, padding=1, groups=half, bias=False)
+        self.out = nn.Conv2d(dim, dim, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        x0, x1 = self.proj(x).chunk(2, dim=1)
+        s = self.dwconv(F.adaptive_max_pool2d(x0, (h // 8, w // 8)))
+        s = F.interpolate(s, size=(h, w), mode="bilinear", align_corners=False)
+        x2 = F.gelu(s) * x0
+        return self.out(F.gelu(torch.cat([x1, x2], dim=1)))
+
+
+class _CCM(nn.Module):
+    def __init__(self, dim: int, *, ffn_scale: float) -> None:
+        super().__init__()
+        hidden = int(dim * ffn_scale)
+        self.conv = nn.Sequential(
+            nn.Conv2d(dim, hidden, 3, padding=1, bias=False),
+            nn.GELU(),
+            nn.Conv2d(hidden, dim, 1, bias=False),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class _Block(nn.Module):
+    def __init__(self, dim: int, *, ffn_scale: float) -> None:
+        super().__init__()
+        self.conv1 = _SimpleSAFM(dim)
+        self.conv2 = _CCM(dim, ffn_scale=ffn_scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv2(self.conv1(x))
+
+
+class LightSAFMNPP(nn.Module):
+    """Light SAFMN++ (AIS 2024).
+
+    Args:
+        dim: feature channels (32).
+        n_blocks: blocks (2).
+        ffn_scale: CCM expansion ratio (1.5).
+        upscaling_factor: output scale (4 in the challenge).
+    """
+
+    def __init__(
+        self,
+        *,
+        dim: int = 32,
+        n_blocks: int = 2,
+        ffn_scale: float = 1.5,
+        upscaling_factor: int = 4,
+    ) -> None:
+        super().__init__()
+        if upscaling_factor < 1:
+            raise ValueError(
+                f"light SAFMN++: upscaling_factor must be >= 1, got {upscaling_factor}"
+            )
+        self.scale = upscaling_factor
+        self.to_feat = nn.Conv2d(3, dim, 3, padding=1, bias=False)
+        self.feats = nn.Sequential(*(_Block(dim, ffn_scale=ffn_scale) for _ in range(n_blocks)))
+        self.to_img = nn.Sequential(
+            nn.Conv2d(dim, 3 * upscaling_factor**2, 3, padding=1, bias=False),
+            nn.PixelShuffle(upscaling_factor),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        if h < MIN_SIZE or w < MIN_SIZE:  # the pooled branch would be empty
+            x = F.pad(x, (0, max(0, MIN_SIZE - w), 0, max(0, MIN_SIZE - h)), mode="replicate")
+        x = self.to_feat(x)
+        x = self.feats(x) + x  # residual around the body
+        return self.to_img(x)[..., : h * self.scale, : w * self.scale]
