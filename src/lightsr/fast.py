@@ -327,7 +327,7 @@ class FastRunner:
             return False
         if self.compile == "on":
             return True
-        return self._eager_seconds.get(key, 0.0) >= AUTO_COMPILE_SECONDS
+        return key in self._eager_seconds and self._eager_seconds[key] >= AUTO_COMPILE_SECONDS
 
     def _build(
         self, key: tuple[int, ...], x: torch.Tensor

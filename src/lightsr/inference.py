@@ -204,10 +204,14 @@ def tiled_apply(
         wsum = torch.zeros(1, (b - a) * s, w * s)
         for i in range(0, len(col_windows), max(1, batch)):
             group = col_windows[i : i + max(1, batch)]
-            tiles = torch.stack([x[:, a:b, c0:c1] for c0, c1 in group])
-            ys = _run_padded(fn, tiles, multiple, s)
-            for (c0, c1), cw, y in zip(group, col_weights[i : i + len(group)], ys, strict=True):
-                wmap = row_wt[:, None] * cw[None, :]
+            # Windows pad to one shape (see _windows), so a group stacks into one batch.
+            tiles = torch.cat(
+                [pad_to_multiple(x[None, :, a:b, c0:c1], multiple) for c0, c1 in group]
+            )
+            ys = fn(tiles)
+            for j, (c0, c1) in enumerate(group):
+                y = ys[j, :, : (b - a) * s, : (c1 - c0) * s].clamp(0.0, 1.0)
+                wmap = row_wt[:, None] * col_weights[i + j][None, :]
                 acc[:, :, c0 * s : c1 * s].addcmul_(y, wmap)
                 wsum[:, :, c0 * s : c1 * s] += wmap
         if pending is not None:
