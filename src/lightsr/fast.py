@@ -146,6 +146,41 @@ def _channel_layer_norm(
     return F.layer_norm(x.permute(0, 2, 3, 1), (dim,), weight, bias, eps).permute(0, 3, 1, 2)
 
 
+def _eager_mkldnn(x: torch.Tensor) -> bool:
+    """Whether to call oneDNN's fused convolution directly (eager CPU runs only).
+
+    Compiled graphs get the same fusions from inductor (with prepacked weights), and exported
+    graphs need plain operators.
+    """
+    return (
+        x.device.type == "cpu"
+        and x.dtype in (torch.float32, torch.bfloat16)
+        and _MKLDNN_CONV is not None
+        and not torch.compiler.is_compiling()
+        and not torch.jit.is_tracing()
+        and not torch.onnx.is_in_onnx_export()
+    )
+
+
+_MKLDNN_CONV = getattr(getattr(torch.ops, "mkldnn", None), "_convolution_pointwise", None)
+if not torch.backends.mkldnn.is_available():  # pragma: no cover - torch built without oneDNN
+    _MKLDNN_CONV = None
+
+
+def _conv_gelu(
+    x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, padding: int, *, fuse: bool = True
+) -> torch.Tensor:
+    """``gelu(conv2d(x, w, b))`` (exact erf GELU): one oneDNN call with a GELU post-op in eager
+    CPU runs (``fuse``), which halves the cost of the CCM's 3x3 expansion, the largest layer.
+    (Measured on Zen 4: oneDNN's float32 1x1 convolutions are slower than torch's own, so the
+    caller leaves those unfused.)"""
+    if fuse and _eager_mkldnn(x):
+        assert _MKLDNN_CONV is not None
+        p = [padding, padding]
+        return _MKLDNN_CONV(x, w, b, p, [1, 1], [1, 1], 1, "gelu", [None], "none")
+    return F.gelu(F.conv2d(x, w, b, padding=padding))
+
+
 def _frozen(t: torch.Tensor, dtype: torch.dtype) -> nn.Parameter:
     """A copy of ``t`` as a parameter without gradient (inductor's freezing folds parameters)."""
     t = t.detach().to(dtype).clone()
@@ -197,11 +232,13 @@ class _FastBlock(nn.Module):
             wi, bi = self._dw(i)
             s = F.conv2d(s, wi, bi, padding=1, groups=c)
             parts.append(F.interpolate(s, scale_factor=float(k), mode="nearest"))
-        m = F.conv2d(torch.cat(parts, dim=1), self.aggr_w, self.aggr_b)  # Eq. 3
-        x = F.gelu(m.to(rd)) * y.to(rd) + x  # Eq. 4, modulation, in the residual dtype
+        cat = torch.cat(parts, dim=1)
+        # Eq. 3 (aggregation) and Eq. 4 (GELU, modulation of the SAFM input), plus the residual
+        g = _conv_gelu(cat, self.aggr_w, self.aggr_b, 0, fuse=self.dtype != torch.float32)
+        x = torch.addcmul(x, g.to(rd), y.to(rd))
         # --- CCM (Sec. 3.3): Z = CCM(LN(Y)) + Y
         y = _channel_layer_norm(x, self.n2w, self.n2b, self.eps, self.dim).to(self.dtype)
-        h = F.gelu(F.conv2d(y, self.c1_w, self.c1_b, padding=1))
+        h = _conv_gelu(y, self.c1_w, self.c1_b, 1)
         return F.conv2d(h, self.c2_w, self.c2_b).to(rd) + x
 
 
