@@ -319,7 +319,8 @@ class FastRunner:
         device: where it runs.
         compile: ``"on"`` compiles each new shape at its first call (up to
             :data:`MAX_COMPILED_SHAPES`); ``"off"`` never compiles; ``"auto"`` compiles a shape
-            once the eager time spent on it exceeds :data:`AUTO_COMPILE_SECONDS`.
+            once the eager time spent on it exceeds :data:`AUTO_COMPILE_SECONDS` (CPU), or
+            captures a CUDA graph at its second call (CUDA).
     """
 
     def __init__(
@@ -364,7 +365,10 @@ class FastRunner:
             return False
         if self.compile == "on":
             return True
-        return key in self._eager_seconds and self._eager_seconds[key] >= AUTO_COMPILE_SECONDS
+        if key not in self._eager_seconds:  # "auto": never at a shape's first call
+            return False
+        # A CUDA graph costs a capture of one call: worth it at a shape's second call.
+        return self.device.type == "cuda" or self._eager_seconds[key] >= AUTO_COMPILE_SECONDS
 
     def _build(
         self, key: tuple[int, ...], x: torch.Tensor

@@ -126,7 +126,7 @@ def _axis_weights(w0: int, w1: int, image_len: int, overlap: int, scale: int) ->
 
 
 def _windows(n: int, tile: int, overlap: int, multiple: int) -> list[tuple[int, int]]:
-    """Windows ``[a, b)`` along an axis of length ``n``, one per core ``[c0, c0 + tile)``.
+    """Windows ``[a, b)`` along an axis of length ``n`` covering the cores ``[c0, c0 + tile)``.
 
     Each window holds its core(s) plus at least ``overlap`` pixels of context on each side inside
     the image, starts on the ``multiple`` grid and pads to the same length: ``tile + 2 * overlap``
@@ -358,6 +358,8 @@ class Upscaler:
         self.arch = arch
         self.config = config
         self.size_multiple = int(getattr(model, "size_multiple", 1))
+        if compile not in ("auto", "on", "off"):
+            raise LightSRError(f"--compile: {compile!r} is not one of auto, on, off")
         self.runner: FastRunner | None = None
         if fast and fast_unsupported_reason(self.model) is None:
             self.runner = _make_runner(self.model, self.device, self.precision, compile)
