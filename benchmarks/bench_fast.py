@@ -94,20 +94,34 @@ def peak_memory_mb(fn: Fn) -> float | None:
     return None if before is None or peak is None else (peak - before) / 1024
 
 
-def measure(name: str, fn: Fn, runs: int, warmup: int) -> Row:
-    t = time.perf_counter()
-    fn()
-    first = time.perf_counter() - t
-    for _ in range(max(0, warmup - 1)):
-        fn()
-    times = []
-    for _ in range(runs):
+def measure(paths: list[tuple[str, Callable[[], Fn | None]]], runs: int, warmup: int) -> list[Row]:
+    """Build and warm up every path, then time them round-robin, ``runs`` rounds.
+
+    Interleaving spreads slow changes of the machine's load (other processes share its cores)
+    over all rows alike, so the ratios stay meaningful when the absolute times drift.
+    """
+    built: list[tuple[str, Fn, float]] = []
+    for name, build in paths:
+        fn = build()
+        if fn is None:
+            continue
         t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    row = Row(name, times, first, peak_memory_mb(fn))
-    print(f"  measured {name}: {row.median * 1e3:.0f} ms", file=sys.stderr, flush=True)
-    return row
+        fn()  # the first call compiles, where the path compiles
+        first = time.perf_counter() - t
+        for _ in range(max(0, warmup - 1)):
+            fn()
+        built.append((name, fn, first))
+        print(f"  ready: {name} (first call {first:.1f} s)", file=sys.stderr, flush=True)
+    times: list[list[float]] = [[] for _ in built]
+    for _ in range(runs):
+        for i, (_, fn, _) in enumerate(built):
+            t = time.perf_counter()
+            fn()
+            times[i].append(time.perf_counter() - t)
+    return [
+        Row(name, ts, first, peak_memory_mb(fn))
+        for (name, fn, first), ts in zip(built, times, strict=True)
+    ]
 
 
 def print_table(title: str, rows: list[Row]) -> None:
@@ -305,79 +319,56 @@ def main() -> None:
     model = SAFMN(upscaling_factor=4).eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    comp: CompileMode = "off" if args.quick else "on"
     r, w = args.runs, args.warmup
+
+    quick = args.quick
+    f32, bf16 = torch.float32, torch.bfloat16
 
     # 1. 320x180 input (paper Table 2)
     x = torch.rand(1, 3, 180, 320)
-    rows = [measure("official formulation, eager fp32", official_eager(model, x), r, w)]
-    if not args.quick:
-        rows.append(
-            measure(
-                "official + channels_last + bf16 autocast + compile",
-                official_switches(SAFMN(upscaling_factor=4).eval(), x),
-                r,
-                w,
-            )
-        )
-    rows += [
-        measure("lightsr fast fp32 (eager)", fast_path(model, x, torch.float32, "off"), r, w),
-        measure("lightsr fast bf16 (eager)", fast_path(model, x, torch.bfloat16, "off"), r, w),
-    ]
-    if not args.quick:
-        rows += [
-            measure("lightsr fast fp32 + compile", fast_path(model, x, torch.float32, "on"), r, w),
-            measure("lightsr fast bf16 + compile", fast_path(model, x, torch.bfloat16, "on"), r, w),
-            measure(
-                "lightsr fast bf16, bf16 residual + compile",
-                fast_path(model, x, torch.bfloat16, "on", torch.bfloat16),
-                r,
-                w,
-            ),
-        ]
-    with tempfile.TemporaryDirectory() as tmp:
-        ort = onnxruntime_path(model, x, Path(tmp))
-        if ort is not None:
-            rows.append(measure("lightsr onnxruntime fp32 (CPU EP)", ort, r, w))
-    print_table("## SAFMN x4, input 320x180 (output 1280x720)", rows)
+    tmp = tempfile.TemporaryDirectory()
+    paths: list[tuple[str, Callable[[], Fn | None]]] = [
+        ("official formulation, eager fp32", lambda: official_eager(model, x)),
+        ("official + channels_last + bf16 autocast + compile",
+         lambda: official_switches(SAFMN(upscaling_factor=4).eval(), x)),
+        ("lightsr fast fp32 (eager)", lambda: fast_path(model, x, f32, "off")),
+        ("lightsr fast bf16 (eager)", lambda: fast_path(model, x, bf16, "off")),
+        ("lightsr fast fp32 + compile", lambda: fast_path(model, x, f32, "on")),
+        ("lightsr fast bf16 + compile", lambda: fast_path(model, x, bf16, "on")),
+        ("lightsr fast bf16, bf16 residual + compile",
+         lambda: fast_path(model, x, bf16, "on", bf16)),
+        ("lightsr onnxruntime fp32 (CPU EP)", lambda: onnxruntime_path(model, x, Path(tmp.name))),
+    ]  # fmt: skip
+    if quick:
+        paths = [p for p in paths if "compile" not in p[0]]
+    print_table("## SAFMN x4, input 320x180 (output 1280x720)", measure(paths, r, w))
+    tmp.cleanup()
 
-    if not args.quick:
+    if not quick:
         # 2. 1280x720 input
-        x = torch.rand(1, 3, 720, 1280)
-        rows = [
-            measure("official formulation, eager fp32", official_eager(model, x), r, w),
-            measure("lightsr fast fp32 + compile", fast_path(model, x, torch.float32, comp), r, w),
-            measure("lightsr fast bf16 + compile", fast_path(model, x, torch.bfloat16, comp), r, w),
+        x2 = torch.rand(1, 3, 720, 1280)
+        paths = [
+            ("official formulation, eager fp32", lambda: official_eager(model, x2)),
+            ("lightsr fast fp32 + compile", lambda: fast_path(model, x2, f32, "on")),
+            ("lightsr fast bf16 + compile", lambda: fast_path(model, x2, bf16, "on")),
         ]
-        print_table("## SAFMN x4, input 1280x720 (output 5120x2880)", rows)
+        print_table("## SAFMN x4, input 1280x720 (output 5120x2880)", measure(paths, r, w))
 
         # 3. tiled, 4K output
         img = np.random.default_rng(0).integers(0, 256, (540, 960, 3), dtype=np.uint8)
         t = 256
-        rows = [
-            measure(
-                "official formulation, eager fp32 (Upscaler)",
-                tiled_upscale(model, img, t, fast=False),
-                r,
-                w,
-            ),
-            measure(
-                "lightsr fast fp32 + compile (Upscaler)",
-                tiled_upscale(model, img, t, fast=True, compile=comp),
-                r,
-                w,
-            ),
-            measure(
-                "lightsr fast bf16 + compile (Upscaler)",
-                tiled_upscale(model, img, t, fast=True, precision="bf16", compile=comp),
-                r,
-                w,
-            ),
-        ]
+        paths = [
+            ("official formulation, eager fp32 (Upscaler)",
+             lambda: tiled_upscale(model, img, t, fast=False)),
+            ("lightsr fast fp32 + compile (Upscaler)",
+             lambda: tiled_upscale(model, img, t, fast=True)),
+            ("lightsr fast bf16 + compile (Upscaler)",
+             lambda: tiled_upscale(model, img, t, fast=True, precision="bf16")),
+        ]  # fmt: skip
         print_table(
             f"## SAFMN x4, 960x540 uint8 image -> 3840x2160, tiles of {t} (+32 overlap), "
             "whole upscale() call",
-            rows,
+            measure(paths, r, w),
         )
     if not args.no_accuracy:
         accuracy(runs_compiled=not args.quick)

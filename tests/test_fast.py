@@ -211,3 +211,22 @@ def test_cuda_fast_path(precision: str) -> None:
     assert up.runner is not None and up.runner.compiled_shapes  # CUDA graphs
     # fp32 convolutions may run in TF32 on the GPU (torch's default for cuDNN)
     assert 10 * np.log10(1 / np.mean((a - b) ** 2)) >= (50 if precision == "fp32" else 45)
+
+
+def test_available_cpus_respects_a_cgroup_quota(monkeypatch: pytest.MonkeyPatch) -> None:
+    files = {"/sys/fs/cgroup/cpu.max": "150000 100000\n"}
+
+    class FakePath:
+        def __init__(self, path: str) -> None:
+            self.path = str(path)
+
+        def read_text(self) -> str:
+            if self.path not in files:
+                raise OSError(self.path)
+            return files[self.path]
+
+    monkeypatch.setattr(fast_mod, "Path", FakePath)
+    monkeypatch.setattr(fast_mod.os, "sched_getaffinity", lambda pid: set(range(64)))
+    assert fast_mod.available_cpus() == 2  # 1.5 CPUs of quota: 2 threads
+    files["/sys/fs/cgroup/cpu.max"] = "max 100000\n"
+    assert fast_mod.available_cpus() == 64
