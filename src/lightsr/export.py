@@ -99,10 +99,10 @@ def _load_for_export(model: Any) -> tuple[nn.Module, str, dict[str, Any], int]:
     if isinstance(model, (str, os.PathLike)):
         model = load_model(model, device="cpu", fast=False)
     if isinstance(model, Upscaler):
-        return model.model.cpu(), model.arch, model.config, model.scale
+        return model.model, model.arch, model.config, model.scale
     if isinstance(model, nn.Module):
         scale = int(getattr(model, "scale", 0) or getattr(model, "upscale", 0) or 0)
-        return model.cpu().eval(), type(model).__name__.lower(), {}, scale
+        return model, type(model).__name__.lower(), {}, scale
     raise LightSRError(f"export: expected a model, checkpoint or name, got {type(model).__name__}")
 
 
@@ -148,7 +148,7 @@ def export_onnx(
             "(adaptive pooling of other models has no exact dynamic-shape ONNX form)"
         )
     dtype = torch.float16 if fp16 else torch.float32
-    module = FastSAFMN(net, dtype=dtype).eval()
+    module = FastSAFMN(net, dtype=dtype).cpu().eval()  # a copy: ``net`` stays where it is
     h, w = static if static is not None else (32, 48)
     example = torch.rand(1, 3, h, w)
     path = Path(output)
