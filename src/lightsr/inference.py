@@ -330,7 +330,8 @@ class Upscaler:
     Args:
         fast: use the fast path where the model has one (SAFMN in the paper's configuration):
             the same function, computed faster (see :mod:`lightsr.fast`); False runs ``model``
-            as it is (eager; autocast for bf16/fp16).
+            as it is (eager; autocast for bf16/fp16). The fast path copies the weights here:
+            a ``model`` changed afterwards (e.g. while training) needs a new Upscaler.
         compile: the fast path's use of ``torch.compile``/CUDA graphs: ``"auto"`` (once a shape
             has cost more eager time than a compilation), ``"on"`` or ``"off"``.
     """
