@@ -1,0 +1,780 @@
+"""Training: the loop as one readable function (:func:`train`) and small pure helpers.
+
+The recipe is the SAFMN paper's (Sec. 4.1) and its official BasicSR configs: random LR patches
+made on the fly with the MATLAB-exact bicubic (:mod:`lightsr.data`), ``L1 + 0.05 * FFT`` loss
+(:mod:`lightsr.losses`), Adam with betas (0.9, 0.99), cosine annealing to ``min_lr``, and an EMA
+of the weights (decay 0.999) that is validated, tracked and exported.
+
+Run directory (``output_dir/name``)::
+
+    config.yaml                 the resolved configuration
+    checkpoints/iter_XXXXXXXX.pt  the last ``train.keep_last`` checkpoints
+    checkpoints/best.pt         the state with the best validation PSNR (first dataset)
+    metrics.jsonl               one JSON record per log interval and per validation
+    tb/                         TensorBoard events (losses, lr, PSNR/SSIM, SR images)
+
+Checkpoints hold the model, the EMA, the optimizer, the schedule position, the gradient scaler,
+the RNG states of every rank and the data position (samples consumed); they are written to a
+temporary file, flushed to disk and renamed (``os.replace``), so a killed process (even SIGKILL)
+leaves either the previous checkpoint or the new one, never a partial file. They are read with
+``torch.load(weights_only=True)``. Resuming (``resume=RUN_DIR``) continues exactly: on the CPU,
+N steps + resume + M steps gives bit-identical weights to N + M steps (tested).
+
+Distributed: under ``torchrun --nproc_per_node=N`` the loop runs DistributedDataParallel (gloo
+on the CPU, NCCL on GPUs). ``data.batch_size`` is per process, the global batch is
+``batch_size * N``; rank ``r`` trains on its slice of each global batch of the same data stream
+a single process would see, so results equal single-process training with the global batch up
+to float rounding (tested). Only rank 0 logs, validates and writes files.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .config import Config, ConfigError, ScheduleConfig, config_to_dict, dump_config, expand_path
+from .errors import LightSRError
+
+__all__ = [
+    "TrainResult",
+    "TrainingError",
+    "build_training_model",
+    "ema_update",
+    "export_weights",
+    "find_checkpoint",
+    "load_training_state",
+    "lr_at",
+    "save_atomic",
+    "train",
+]
+
+CHECKPOINT_FORMAT = 1
+_PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class TrainingError(LightSRError):
+    """Training stopped for a reason the user can act on (non-finite loss, bad run dir...)."""
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or stopped) run produced.
+
+    Attributes:
+        run_dir: the run directory.
+        iteration: the last completed iteration.
+        best_psnr: best validation PSNR (first dataset), or None without validation.
+        best_iteration: where it was reached.
+        last_val: ``{dataset: {"psnr": .., "ssim": ..}}`` of the last validation.
+        seconds: wall time of this invocation.
+    """
+
+    run_dir: Path
+    iteration: int
+    best_psnr: float | None = None
+    best_iteration: int | None = None
+    last_val: dict[str, dict[str, float]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# Pure helpers
+
+
+def lr_at(it: int, base_lr: float, schedule: ScheduleConfig, total: int) -> float:
+    """Learning rate of iteration ``it`` (1-based), as BasicSR's schedulers compute it.
+
+    Warm-up: linear ``base_lr * it / warmup_iters``. Cosine (``CosineAnnealingRestartLR``):
+    ``min_lr + w * (base_lr - min_lr) * (1 + cos(pi * t / period)) / 2`` with ``t`` counted from
+    the start of the current period, so the last iteration of a period has ``min_lr``.
+    Multistep: ``base_lr * gamma ** (milestones reached)``.
+    """
+    s = schedule
+    if s.warmup_iters and it <= s.warmup_iters:
+        return base_lr * it / s.warmup_iters
+    if s.name == "constant":
+        return base_lr
+    if s.name == "multistep":
+        return base_lr * s.gamma ** sum(m <= it for m in s.milestones)
+    periods = s.periods or [total]
+    weights = s.restart_weights or [1.0] * len(periods)
+    k, start = 0, 0  # find the period that holds `it`
+    while k < len(periods) - 1 and it > start + periods[k]:
+        start += periods[k]
+        k += 1
+    period, weight = periods[k], weights[k]
+    t = min(it - start, period) / period
+    return s.min_lr + weight * 0.5 * (base_lr - s.min_lr) * (1.0 + math.cos(math.pi * t))
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """``ema = decay * ema + (1 - decay) * model`` for parameters; buffers are copied."""
+    for e, p in zip(ema.parameters(), model.parameters(), strict=True):
+        e.mul_(decay).add_(p.detach(), alpha=1.0 - decay)
+    for e, b in zip(ema.buffers(), model.buffers(), strict=True):
+        e.copy_(b)
+
+
+def _capture_rng() -> dict[str, Any]:
+    np_state = np.random.get_state(legacy=False)
+    return {
+        "python": random.getstate(),
+        "numpy": {
+            "bit_generator": np_state["bit_generator"],
+            "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+            "pos": int(np_state["state"]["pos"]),
+            "has_gauss": int(np_state["has_gauss"]),
+            "gauss": float(np_state["gauss"]),
+        },
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def _restore_rng(state: dict[str, Any]) -> None:
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    n = state["numpy"]
+    np.random.set_state(
+        {
+            "bit_generator": n["bit_generator"],
+            "state": {"key": n["key"].numpy().astype(np.uint32), "pos": n["pos"]},
+            "has_gauss": n["has_gauss"],
+            "gauss": n["gauss"],
+        }
+    )
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"][: torch.cuda.device_count()])
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, fsync, then ``os.replace``.
+
+    Readers (and a crash at any moment) see the old file or the complete new one. Temporary
+    files start with ``.`` and end in ``.tmp``.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:  # pragma: no cover - some filesystems refuse fsync on folders
+        pass
+
+
+def _periodic_checkpoints(ckpt_dir: Path) -> list[tuple[int, Path]]:
+    found = []
+    for p in ckpt_dir.glob("iter_*.pt"):
+        try:
+            found.append((int(p.stem.split("_", 1)[1]), p))
+        except ValueError:
+            continue
+    return sorted(found)
+
+
+def find_checkpoint(run_dir: str | os.PathLike[str], which: str = "latest") -> Path:
+    """The checkpoint of a run: ``latest``, ``best``, or a file path (returned as is).
+
+    Raises:
+        TrainingError: no such run directory or checkpoint.
+    """
+    path = Path(run_dir)
+    if path.is_file():
+        return path
+    ckpt_dir = path / "checkpoints"
+    if not ckpt_dir.is_dir():
+        raise TrainingError(f"{path}: not a run directory (no checkpoints/ folder)")
+    if which == "best":
+        best = ckpt_dir / "best.pt"
+        if not best.is_file():
+            raise TrainingError(f"{path}: no best.pt (the run has not validated yet)")
+        return best
+    if which != "latest":
+        raise TrainingError(f"unknown checkpoint {which!r}; use latest, best or a file path")
+    found = _periodic_checkpoints(ckpt_dir)
+    if not found:
+        raise TrainingError(f"{path}: no checkpoint yet in {ckpt_dir}")
+    return found[-1][1]
+
+
+def load_training_state(path: Path) -> dict[str, Any]:
+    """Read a training checkpoint (``weights_only=True``: no code is executed).
+
+    Raises:
+        TrainingError: unreadable or not a lightsr training checkpoint.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for bad files
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise TrainingError(f"{path}: not a readable training checkpoint ({first})") from exc
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise TrainingError(f"{path}: not a lightsr training checkpoint")
+    return state
+
+
+def build_training_model(cfg: Config) -> tuple[nn.Module, str, dict[str, Any]]:
+    """The model of ``cfg.model`` with random weights; returns ``(model, arch, arch_config)``.
+
+    Raises:
+        ConfigError: unknown model name or constructor arguments (naming the key).
+    """
+    from .archs import build_arch, get_spec
+
+    try:
+        spec = get_spec(cfg.model.name, cfg.model.scale)
+    except KeyError as exc:
+        raise ConfigError(f"model.name: {exc.args[0]}") from exc
+    arch_config = {**spec.config, **cfg.model.args}
+    try:
+        model = build_arch(spec.arch, scale=cfg.model.scale, **arch_config)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"model.args: {exc}") from exc
+    return model, spec.arch, arch_config
+
+
+def _sr_function(
+    model: nn.Module, device: torch.device, scale: int, keep: list[np.ndarray], n_keep: int
+) -> Callable[[np.ndarray], np.ndarray]:
+    """uint8 RGB LR -> float SR in [0, 1], padded to the model's size multiple and cropped.
+
+    The first ``n_keep`` outputs are also appended to ``keep`` as uint8 (for TensorBoard).
+    """
+    from .inference import pad_to_multiple
+
+    multiple = int(getattr(model, "size_multiple", 1))
+
+    @torch.no_grad()
+    def fn(lr: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(lr.transpose(2, 0, 1)))[None]
+        x = x.to(device, torch.float32) / 255.0
+        h, w = x.shape[-2:]
+        y = model(pad_to_multiple(x, multiple))[0, :, : h * scale, : w * scale]
+        sr = y.clamp(0.0, 1.0).permute(1, 2, 0).cpu().numpy()
+        if len(keep) < n_keep:
+            keep.append((sr * 255.0 + 0.5).astype(np.uint8))
+        return sr
+
+    return fn
+
+
+def _reraise_loader_error(exc: Exception) -> NoReturn:
+    """DataLoader workers wrap errors in a traceback; give a LightSRError its one line back."""
+    msg = str(exc)
+    if isinstance(exc, LightSRError) and "Traceback" in msg:
+        last = msg.strip().splitlines()[-1]
+        raise type(exc)(last.split(": ", 1)[1] if ": " in last else last) from None
+    raise exc
+
+
+def _device(cfg: Config, local_rank: int) -> torch.device:
+    want = cfg.train.device
+    cuda = torch.cuda.is_available()
+    if want == "auto":
+        want = "cuda" if cuda else "cpu"
+    if want.startswith("cuda") and not cuda:
+        raise ConfigError(f"train.device: {cfg.train.device} asked for, but no CUDA GPU is found")
+    if want == "cuda":
+        want = f"cuda:{local_rank}"
+    return torch.device(want)
+
+
+class _Writer:
+    """Rank 0's files: metrics.jsonl and TensorBoard events (no-ops on other ranks)."""
+
+    def __init__(self, run_dir: Path, enabled: bool, tensorboard: bool) -> None:
+        self.tb = None
+        self.metrics = None
+        if not enabled:
+            return
+        self.metrics = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as exc:
+                raise TrainingError(
+                    "TensorBoard logging needs the tensorboard package: pip install tensorboard "
+                    "(or pip install 'lightsr[train]'), or set train.tensorboard=false"
+                ) from exc
+            self.tb = SummaryWriter(str(run_dir / "tb"))
+
+    def record(self, it: int, rec: dict[str, Any]) -> None:
+        if self.metrics is None:
+            return
+        self.metrics.write(json.dumps({"iter": it, **rec}) + "\n")
+        self.metrics.flush()
+        if self.tb is not None:
+            for key, value in _flatten(rec).items():
+                self.tb.add_scalar(key, value, it)
+
+    def images(self, it: int, images: list[np.ndarray], dataset: str) -> None:
+        if self.tb is not None:
+            for i, img in enumerate(images):
+                self.tb.add_image(f"val_{dataset}/{i}", img, it, dataformats="HWC")
+
+    def close(self) -> None:
+        if self.metrics is not None:
+            self.metrics.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+class _Progress:
+    """Rank 0's console: a live bar with it/s and ETA on a terminal; plain lines otherwise."""
+
+    def __init__(self, total: int, *, start: int, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar = None
+        if enabled and sys.stdout.isatty():
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.bar = Progress(
+                TextColumn("[bold]train"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+            )
+            self.task = self.bar.add_task("", total=total, completed=start, rate="")
+            self.bar.start()
+        self.t_last = time.perf_counter()
+        self.rate = 0.0
+
+    def say(self, line: str) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.console.print(line, highlight=False, markup=False)
+        else:
+            print(line, flush=True)
+
+    def step(self, it: int) -> None:
+        if self.bar is None:
+            return
+        now = time.perf_counter()
+        dt, self.t_last = now - self.t_last, now
+        self.rate = 1 / dt if self.rate == 0 else 0.9 * self.rate + 0.1 / max(dt, 1e-9)
+        self.bar.update(self.task, completed=it, rate=f"{self.rate:.2f} it/s")
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+
+
+def _flatten(rec: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    out: dict[str, float] = {}
+    for k, v in rec.items():
+        key = f"{prefix}/{k}" if prefix else k
+        if isinstance(v, dict):
+            out.update(_flatten(v, key))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[key] = float(v)
+    return out
+
+
+def _fmt_time(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    h, rem = divmod(seconds, 3600)
+    return f"{h}:{rem // 60:02d}:{rem % 60:02d}"
+
+
+# --------------------------------------------------------------------------------------------
+# The loop
+
+
+def train(
+    cfg: Config, *, resume: str | os.PathLike[str] | None = None, quiet: bool = False
+) -> TrainResult:
+    """Train ``cfg`` (a fresh run in ``output_dir/name``, or continue ``resume``'s run).
+
+    Under ``torchrun`` this is one process of a DistributedDataParallel run (see the module
+    docstring). ``quiet`` turns off console output (files are still written).
+
+    Raises:
+        ConfigError: values that do not fit the model, data or machine.
+        DataError: missing folders, corrupt images (before training starts).
+        TrainingError: run directory conflicts, unreadable checkpoints, a non-finite loss
+            (the last good checkpoint is left as it was).
+    """
+    from .data import PatchDataset, StreamSampler, make_loader, scan_images
+    from .evaluate import evaluate
+    from .fast import configure_threads
+    from .losses import sr_loss
+
+    t_start = time.perf_counter()
+    t = cfg.train
+
+    # -- processes and device ------------------------------------------------------------
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = _device(cfg, local_rank)
+    if t.precision == "fp16" and device.type != "cuda":
+        raise ConfigError("train.precision: fp16 needs a CUDA GPU; use bf16 on the CPU")
+    if world > 1 and not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    main = rank == 0
+    if t.threads is not None:
+        torch.set_num_threads(t.threads)
+    elif device.type == "cpu":
+        configure_threads()
+
+    # -- run directory ----------------------------------------------------------------------
+    run_dir = (
+        Path(resume)
+        if resume is not None
+        else Path(expand_path(cfg.output_dir, "output_dir")) / cfg.name
+    )
+    ckpt_dir = run_dir / "checkpoints"
+    state: dict[str, Any] | None = None
+    if resume is not None:
+        state = load_training_state(find_checkpoint(run_dir))
+    elif _periodic_checkpoints(ckpt_dir):
+        raise TrainingError(
+            f"{run_dir} already holds checkpoints: continue it with --resume {run_dir}, or "
+            "start another run with --set name=NEW_NAME"
+        )
+    if main:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        for tmp in ckpt_dir.glob(".*.tmp"):  # left by a killed process; never a checkpoint
+            tmp.unlink(missing_ok=True)
+        (run_dir / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
+    out = _Writer(run_dir, main, t.tensorboard and main)
+    first = state["iteration"] if state is not None else 0
+    progress = _Progress(t.iters, start=first, enabled=main and not quiet)
+    say = progress.say
+
+    try:
+        # -- model, EMA, optimizer, scaler ----------------------------------------------------
+        torch.manual_seed(cfg.seed)  # the same initial weights on every rank
+        raw, arch, arch_config = build_training_model(cfg)
+        scale = cfg.model.scale
+        multiple = int(getattr(raw, "size_multiple", 1))
+        if cfg.data.patch_size % multiple:
+            raise ConfigError(
+                f"data.patch_size: {cfg.data.patch_size} is not a multiple of {multiple}, "
+                f"which {arch} needs"
+            )
+        raw.to(device)
+        ema = copy.deepcopy(raw).eval().requires_grad_(False)
+        if t.channels_last:
+            raw.to(memory_format=torch.channels_last)
+        opt_cls = torch.optim.AdamW if cfg.optim.name == "adamw" else torch.optim.Adam
+        optimizer = opt_cls(
+            raw.parameters(),
+            lr=cfg.optim.lr,
+            betas=cfg.optim.betas,
+            eps=cfg.optim.eps,
+            weight_decay=cfg.optim.weight_decay,
+        )
+        scaler = torch.amp.GradScaler(device.type, enabled=t.precision == "fp16")
+        start_iter, best_psnr, best_iter = 0, None, None
+        if state is not None:
+            raw.load_state_dict(state["model"])
+            ema.load_state_dict(state["ema"])
+            optimizer.load_state_dict(state["optimizer"])
+            scaler.load_state_dict(state["scaler"])
+            rngs = state["rng"]
+            _restore_rng(rngs[rank] if len(rngs) == world else rngs[0])
+            start_iter = state["iteration"]
+            best_psnr, best_iter = state["best"]["psnr"], state["best"]["iteration"]
+        model: nn.Module = raw
+        if world > 1:
+            ids = [device.index] if device.type == "cuda" else None
+            model = nn.parallel.DistributedDataParallel(raw, device_ids=ids)
+        if t.compile:
+            model = torch.compile(model)
+        n_params = sum(p.numel() for p in raw.parameters())
+
+        # -- data ---------------------------------------------------------------------------
+        d = cfg.data
+        global_batch = d.batch_size * world
+        records = scan_images(
+            [expand_path(p, f"data.hr_dirs[{i}]") for i, p in enumerate(d.hr_dirs)],
+            [expand_path(p, f"data.lr_dirs[{i}]") for i, p in enumerate(d.lr_dirs)],
+            scale=scale,
+            patch_size=d.patch_size,
+            skip_corrupt=d.skip_corrupt,
+            log=say,
+        )
+        dataset = PatchDataset(
+            records,
+            scale=scale,
+            patch_size=d.patch_size,
+            flip=d.flip,
+            rotate=d.rotate,
+            seed=cfg.seed,
+            cache=d.cache,
+            skip_corrupt=d.skip_corrupt,
+            log=say,
+        )
+        position = state["data"]["position"] if state is not None else 0
+        sampler = StreamSampler(
+            len(dataset),
+            batch_size=d.batch_size,
+            seed=cfg.seed,
+            rank=rank,
+            world_size=world,
+            start=position,
+        )
+        batches = iter(
+            make_loader(dataset, sampler, workers=d.workers, pin_memory=device.type == "cuda")
+        )
+        v = cfg.val
+        val_root = Path(expand_path(v.data_root, "val.data_root")) if v.data_root else None
+        val_sets = [expand_path(s, f"val.datasets[{i}]") for i, s in enumerate(v.datasets)]
+        val_lr = Path(expand_path(v.lr_dir, "val.lr_dir")) if v.lr_dir else None
+
+        say(
+            f"{'resuming' if state else 'training'} {cfg.name}: {arch} x{scale} "
+            f"({n_params:,} params) on {device}"
+            f"{f' x {world} processes' if world > 1 else ''}, {t.precision}"
+            f"{', channels_last' if t.channels_last else ''}{', compiled' if t.compile else ''}; "
+            f"{len(records)} training images, batch {d.batch_size}"
+            f"{f' per process ({global_batch} global)' if world > 1 else ''} of "
+            f"{d.patch_size}x{d.patch_size} LR patches; iterations {start_iter + 1}..{t.iters}; "
+            f"run dir {run_dir}"
+        )
+
+        def snapshot(it: int, lr: float, rngs: list[dict[str, Any]]) -> dict[str, Any]:
+            """Everything needed to continue exactly after iteration ``it``."""
+            return {
+                "format": CHECKPOINT_FORMAT,
+                "iteration": it,
+                "config": config_to_dict(cfg),
+                "arch": arch,
+                "arch_config": arch_config,
+                "scale": scale,
+                "model": raw.state_dict(),
+                "ema": ema.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": {"name": cfg.schedule.name, "iteration": it, "lr": lr},
+                "scaler": scaler.state_dict(),
+                "rng": rngs,  # one per rank
+                "data": {"position": it * global_batch, "global_batch": global_batch},
+                "best": {"psnr": best_psnr, "iteration": best_iter},
+                "world_size": world,
+            }
+
+        autocast = (
+            torch.autocast(device.type, dtype=_PRECISION_DTYPES[t.precision])
+            if t.precision != "fp32"
+            else nullcontext()
+        )
+        last_ckpt = find_checkpoint(run_dir) if state is not None else None
+        last_val: dict[str, dict[str, float]] = {}
+        window_t, window_n = time.perf_counter(), 0
+        sums = torch.zeros(3, dtype=torch.float64)
+        it = start_iter
+        model.train()
+
+        for it in range(start_iter + 1, t.iters + 1):
+            # -- one optimizer step ------------------------------------------------------
+            lr = lr_at(it, cfg.optim.lr, cfg.schedule, t.iters)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            try:
+                lr_img, hr_img = next(batches)
+            except LightSRError as exc:
+                _reraise_loader_error(exc)
+            lr_img = lr_img.to(device, non_blocking=True)
+            hr_img = hr_img.to(device, non_blocking=True)
+            if t.channels_last:
+                lr_img = lr_img.contiguous(memory_format=torch.channels_last)
+            with autocast:
+                sr = model(lr_img)
+            loss, parts = sr_loss(sr, hr_img, l1=cfg.loss.l1, fft=cfg.loss.fft)
+            stats = torch.stack(
+                [
+                    loss.detach(),
+                    parts.get("l1", loss.new_zeros(())),
+                    parts.get("fft", loss.new_zeros(())),
+                ]
+            ).double()
+            if world > 1:  # the mean over ranks: every rank sees the same value and stops alike
+                stats = stats.to(device)
+                dist.all_reduce(stats)
+                stats = stats.cpu() / world
+            if not math.isfinite(float(stats[0])):
+                where = f"; the last good checkpoint is {last_ckpt}" if last_ckpt else ""
+                raise TrainingError(
+                    f"non-finite loss ({float(stats[0])}) at iteration {it}: training stopped "
+                    f"before the update{where} (resume with --resume {run_dir}; try a lower "
+                    "optim.lr, optim.grad_clip or train.precision=fp32)"
+                )
+            scaler.scale(loss).backward()
+            if cfg.optim.grad_clip is not None:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(raw.parameters(), cfg.optim.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            ema_update(ema, raw, t.ema_decay)
+            sums += stats
+            window_n += 1
+            progress.step(it)
+
+            # -- logging -------------------------------------------------------------------
+            if it % t.log_every == 0 or it == t.iters:
+                now = time.perf_counter()
+                speed = window_n / max(now - window_t, 1e-9)
+                mean = (sums / window_n).tolist()
+                rec = {
+                    "loss": {"total": mean[0], "l1": mean[1], "fft": mean[2]},
+                    "lr": lr,
+                    "speed": {"it_s": speed, "samples_s": speed * global_batch},
+                }
+                out.record(it, rec)
+                say(
+                    f"iter {it:>7d}/{t.iters}  loss {mean[0]:.5f} (l1 {mean[1]:.5f} "
+                    f"fft {mean[2]:.4f})  lr {lr:.3e}  {speed:.2f} it/s  "
+                    f"eta {_fmt_time((t.iters - it) / speed)}"
+                )
+                window_t, window_n = now, 0
+                sums.zero_()
+
+            # -- validation (rank 0, EMA weights) ------------------------------------------
+            if main and val_sets and (it % v.every == 0 or it == t.iters):
+                kept: list[np.ndarray] = []
+                fn = _sr_function(ema, device, scale, kept, v.images)
+                t_val = time.perf_counter()
+                results = evaluate(fn, cfg.name, val_sets, scale, data_root=val_root, lr_dir=val_lr)
+                last_val = {r.dataset: {"psnr": r.psnr, "ssim": r.ssim} for r in results}
+                improved = best_psnr is None or results[0].psnr > best_psnr
+                if improved:
+                    best_psnr, best_iter = results[0].psnr, it
+                out.record(it, {"val": last_val})
+                out.images(it, kept, results[0].dataset)
+                say(
+                    f"val  {it:>7d}  "
+                    + "  ".join(f"{r.dataset} {r.psnr:.3f} dB / {r.ssim:.4f}" for r in results)
+                    + f"  (EMA, {time.perf_counter() - t_val:.1f} s)"
+                    + ("  best" if improved else f"  best {best_psnr:.3f} @ {best_iter}")
+                )
+                if improved:  # full state: best.pt can be resumed or exported like any other
+                    save_atomic(snapshot(it, lr, [_capture_rng()]), ckpt_dir / "best.pt")
+
+            # -- checkpoint (rank 0 writes; every rank hands over its RNG state) -----------
+            if it % t.checkpoint_every == 0 or it == t.iters:
+                rngs = [_capture_rng()]
+                if world > 1:
+                    gathered: list[Any] = [None] * world
+                    dist.all_gather_object(gathered, rngs[0])
+                    rngs = gathered
+                if main:
+                    path = ckpt_dir / f"iter_{it:08d}.pt"
+                    save_atomic(snapshot(it, lr, rngs), path)
+                    last_ckpt = path
+                    for _, old in _periodic_checkpoints(ckpt_dir)[: -t.keep_last]:
+                        old.unlink(missing_ok=True)
+
+        say(
+            f"done: iteration {it}"
+            + (f", best {best_psnr:.3f} dB at {best_iter}" if best_psnr is not None else "")
+            + f", {_fmt_time(time.perf_counter() - t_start)}; export the EMA weights with "
+            f"`lightsr export-weights {run_dir} -o model.safetensors`"
+        )
+        return TrainResult(
+            run_dir, it, best_psnr, best_iter, last_val, time.perf_counter() - t_start
+        )
+    finally:
+        progress.stop()
+        out.close()
+        if world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+# --------------------------------------------------------------------------------------------
+# Export
+
+
+def export_weights(
+    run: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    checkpoint: str = "latest",
+    weights: str = "ema",
+) -> Path:
+    """Write a run's weights as ``.safetensors`` with lightsr metadata.
+
+    Args:
+        run: a run directory or a training checkpoint file.
+        output: the ``.safetensors`` file to write (atomically).
+        checkpoint: ``latest`` or ``best`` (ignored when ``run`` is a file).
+        weights: ``ema`` (what the papers release and evaluate) or ``model``.
+
+    Returns:
+        The written path; ``lightsr upscale --weights`` and ``lightsr eval --weights`` read it.
+    """
+    from .checkpoint import save_safetensors
+
+    if weights not in ("ema", "model"):
+        raise TrainingError(f"weights: expected ema or model, found {weights!r}")
+    path = find_checkpoint(run, checkpoint)
+    state = load_training_state(path)
+    best = state["best"]
+    extra = {
+        "source": f"lightsr train: {state['config']['name']}, iteration {state['iteration']}",
+        "weights": weights,
+        "iteration": str(state["iteration"]),
+    }
+    if best["psnr"] is not None:
+        extra["best_val_psnr"] = f"{best['psnr']:.4f} at {best['iteration']}"
+    return save_safetensors(
+        state[weights],
+        output,
+        arch=state["arch"],
+        config=state["arch_config"],
+        scale=state["scale"],
+        extra=extra,
+    )
+
+
+def _main() -> None:  # pragma: no cover - `python -m lightsr.train CONFIG` for debugging
+    from .config import load_config
+
+    train(load_config(sys.argv[1], sys.argv[2:]))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    _main()

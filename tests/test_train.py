@@ -1,0 +1,324 @@
+"""Training: config errors, data pipeline, schedule, losses, the loop end to end, exact resume,
+2-process DDP equivalence, non-finite stop and atomic checkpoints.
+
+Everything runs on the CPU with a tiny SAFMN (dim 8, 1 block) on synthetic images made in
+tmp_path, one intra-op thread (tiny ops are slower with more threads on a busy machine).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lightsr.cli import main
+from lightsr.config import ConfigError, ScheduleConfig, load_config
+from lightsr.data import DataError, PatchDataset, StreamSampler, lr_patch, scan_images
+from lightsr.io import read_image, write_image
+from lightsr.losses import fft_loss
+from lightsr.resize import imresize, modcrop
+from lightsr.train import (
+    TrainingError,
+    export_weights,
+    find_checkpoint,
+    load_training_state,
+    lr_at,
+    save_atomic,
+    train,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _image(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """Blocky colour image with noise: some structure for the network to learn."""
+    base = rng.integers(0, 256, (h // 8 + 1, w // 8 + 1, 3)).astype(np.float64)
+    img = np.kron(base, np.ones((8, 8, 1)))[:h, :w] + rng.normal(0, 8, (h, w, 3))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        write_image(root / "train" / f"img{i}.png", _image(rng, 40 + 4 * i, 36 + 4 * i))
+    write_image(root / "train" / "gray.png", _image(rng, 40, 40)[:, :, 0])  # -> RGB
+    for i in range(2):
+        write_image(root / "val" / f"v{i}.png", _image(rng, 32, 40))
+    return root
+
+
+def tiny_config(data: Path, out: Path, *sets: str) -> list[str]:
+    """Write a tiny recipe; returns the override list to add to it."""
+    (out / "tiny.yaml").write_text(
+        f"""
+name: tiny
+output_dir: {out / "runs"}
+model: {{name: safmn, scale: 2, args: {{dim: 8, n_blocks: 1}}}}
+data: {{hr_dirs: [{data / "train"}], patch_size: 8, batch_size: 4, workers: 0}}
+val: {{datasets: [{data / "val"}], every: 3, images: 1}}
+train: {{iters: 6, log_every: 2, checkpoint_every: 3, threads: 1, tensorboard: false}}
+""",
+        encoding="utf-8",
+    )
+    return list(sets)
+
+
+def cfg_of(data: Path, out: Path, *sets: str):
+    tiny_config(data, out)
+    return load_config(out / "tiny.yaml", list(sets))
+
+
+def assert_states_equal(a: dict, b: dict) -> None:
+    for part in ("model", "ema"):
+        assert a[part].keys() == b[part].keys()
+        for k in a[part]:
+            assert torch.equal(a[part][k], b[part][k]), f"{part}.{k} differs"
+    oa, ob = a["optimizer"]["state"], b["optimizer"]["state"]
+    for i in oa:
+        for k in oa[i]:
+            assert torch.equal(oa[i][k], ob[i][k]), f"optimizer state {i}.{k} differs"
+
+
+# --------------------------------------------------------------------------------------------
+# Config
+
+
+def test_config_errors_name_the_key(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("optim: {lrr: 0.1}\n")
+    with pytest.raises(ConfigError, match=r"^optim\.lrr: unknown key; did you mean 'lr'\?"):
+        load_config(cfg)
+    with pytest.raises(ConfigError, match=r"^optim\.lr: expected a number, found 'fast'$"):
+        load_config(None, ["optim.lr=fast"])
+    with pytest.raises(ConfigError, match=r"^data\.batch_size: expected an integer, found 2\.5"):
+        load_config(None, ["data.batch_size=2.5"])
+    with pytest.raises(ConfigError, match=r"^train\.precision: expected one of fp32, bf16, fp16"):
+        load_config(None, ["train.precision=fp8"])
+    with pytest.raises(ConfigError, match=r"^schedule\.periods: expected a sum equal to"):
+        load_config(None, ["schedule.periods=[10, 20]"])
+    with pytest.raises(ConfigError, match=r"^data\.hr_dirs: expected a list"):
+        load_config(None, ["data.hr_dirs=folder"])
+    # YAML 1.1 reads 1e-3 as a string: number fields accept it
+    assert load_config(None, ["optim.lr=2e-4"]).optim.lr == 2e-4
+    # through the CLI: one line, exit code 2, no traceback
+    assert main(["train", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: optim.lrr: unknown key")
+    assert main(["train", str(cfg), "--set", "optim={lr: 1e-3}", "--set", "foo.bar=1"]) == 2
+    assert capsys.readouterr().err.startswith("error: foo: unknown key")
+
+
+def test_dry_run_prints_resolved_config(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    os.environ.setdefault("LIGHTSR_SHARED", str(REPO.parent / "shared"))
+    recipe = REPO / "configs" / "quick_safmn_x2.yaml"
+    assert main(["train", str(recipe), "--dry-run", "--set", "optim.lr=5e-4"]) == 0
+    text = capsys.readouterr().out
+    assert "lr: 0.0005" in text and "name: quick_safmn_x2" in text
+    for name in ("x2", "x3", "x4", "l_x2", "l_x3", "l_x4"):
+        cfg = load_config(REPO / "configs" / f"safmn_{name}.yaml")
+        assert cfg.model.scale == int(name[-1])
+        assert cfg.loss.fft == 0.05 and cfg.train.ema_decay == 0.999
+        assert cfg.data.batch_size == (48 if name.startswith("l_") else 64)
+
+
+# --------------------------------------------------------------------------------------------
+# Data, schedule, losses
+
+
+def test_lr_patch_equals_whole_image_resize() -> None:
+    rng = np.random.default_rng(1)
+    for s in (2, 3, 4):
+        hr = modcrop(_image(rng, 70, 61), s)
+        full = imresize(hr, 1 / s)
+        lh, lw = full.shape[:2]
+        for top, left in ((0, 0), (lh - 8, lw - 8), (3, 5), (lh // 2, 1)):
+            assert np.array_equal(
+                lr_patch(hr, top, left, 8, s), full[top : top + 8, left : left + 8]
+            )
+
+
+def test_ranks_split_the_global_batch() -> None:
+    one = iter(StreamSampler(5, batch_size=4, seed=3))
+    ranks = [iter(StreamSampler(5, batch_size=2, seed=3, rank=r, world_size=2)) for r in (0, 1)]
+    for _ in range(4):  # crosses epoch boundaries
+        assert next(one) == next(ranks[0]) + next(ranks[1])
+    resumed = iter(StreamSampler(5, batch_size=4, seed=3, start=8))
+    fresh = iter(StreamSampler(5, batch_size=4, seed=3))
+    next(fresh), next(fresh)
+    assert next(resumed) == next(fresh)
+
+
+def test_scan_skips_small_and_stops_on_corrupt(data: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "hr"
+    folder.mkdir()
+    for name in ("a.png", "b.png"):
+        (folder / name).write_bytes((data / "train" / "img0.png").read_bytes())
+    write_image(folder / "tiny.png", np.zeros((12, 12, 3), np.uint8))
+    warnings: list[str] = []
+    recs = scan_images([folder], scale=2, patch_size=8, log=warnings.append)
+    assert [r.hr.name for r in recs] == ["a.png", "b.png"]
+    assert len(warnings) == 1 and "tiny.png" in warnings[0] and "smaller" in warnings[0]
+    (folder / "bad.png").write_bytes((folder / "a.png").read_bytes()[:300])
+    with pytest.raises(DataError, match=r"bad\.png.*data\.skip_corrupt=true"):
+        scan_images([folder], scale=2, patch_size=8, log=warnings.append)
+    warnings.clear()
+    recs = scan_images([folder], scale=2, patch_size=8, skip_corrupt=True, log=warnings.append)
+    assert len(recs) == 2 and "corrupt" in warnings[0] and "bad.png" in warnings[0]
+    ds = PatchDataset(recs, scale=2, patch_size=8, seed=0, cache=True)
+    lr, hr = ds[(1, 17)]
+    assert lr.shape == (3, 8, 8) and hr.shape == (3, 16, 16)
+    assert torch.equal(ds[(1, 17)][0], lr) and not torch.equal(ds[(1, 18)][0], lr)
+
+
+def test_lr_schedule() -> None:
+    cos = ScheduleConfig(name="cosine", min_lr=1e-5)
+    assert lr_at(1, 1e-3, cos, 100) == pytest.approx(1e-3, rel=1e-3)
+    assert lr_at(50, 1e-3, cos, 100) == pytest.approx(1e-5 + (1e-3 - 1e-5) * 0.5)
+    assert lr_at(100, 1e-3, cos, 100) == pytest.approx(1e-5)
+    restarts = ScheduleConfig(periods=[40, 60], restart_weights=[1.0, 0.5], min_lr=0.0)
+    assert lr_at(40, 1.0, restarts, 100) == pytest.approx(0.0)
+    assert lr_at(41, 1.0, restarts, 100) == pytest.approx(0.5 * 0.5 * (1 + math.cos(math.pi / 60)))
+    warm = ScheduleConfig(name="constant", warmup_iters=10)
+    assert lr_at(5, 2.0, warm, 100) == 1.0 and lr_at(11, 2.0, warm, 100) == 2.0
+    steps = ScheduleConfig(name="multistep", milestones=[10, 20], gamma=0.5)
+    assert [lr_at(i, 1.0, steps, 30) for i in (9, 10, 20)] == [1.0, 0.5, 0.25]
+
+
+def test_fft_loss_is_the_official_rfft2_definition() -> None:
+    torch.manual_seed(0)
+    a, b = torch.rand(2, 3, 16, 12), torch.rand(2, 3, 16, 12)
+    pa, pb = torch.fft.rfft2(a), torch.fft.rfft2(b)  # official SAFMN FFTLoss, written out
+    ref = torch.nn.L1Loss()(
+        torch.stack([pa.real, pa.imag], dim=-1), torch.stack([pb.real, pb.imag], dim=-1)
+    )
+    assert torch.equal(fft_loss(a, b), ref)
+    fa, fb = torch.fft.fft2(a), torch.fft.fft2(b)  # the fft2 variant of other forks differs
+    full = torch.nn.L1Loss()(torch.view_as_real(fa), torch.view_as_real(fb))
+    assert abs(float(full - ref)) > 1e-3
+
+
+# --------------------------------------------------------------------------------------------
+# The loop
+
+
+def test_end_to_end_cli(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    tiny_config(data, tmp_path)
+    recipe = str(tmp_path / "tiny.yaml")
+    assert main(["train", recipe, "--set", "train.tensorboard=true"]) == 0
+    run = tmp_path / "runs" / "tiny"
+    out = capsys.readouterr().out
+    assert "val        3" in out and "it/s" in out and "eta" in out
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert names == ["best.pt", "iter_00000003.pt", "iter_00000006.pt"]
+    assert list((run / "tb").iterdir()), "no TensorBoard events"
+    assert (run / "config.yaml").is_file()
+    # a second fresh run into the same directory is refused; resume continues it
+    assert main(["train", recipe]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run), "--set", "train.iters=9"]) == 0
+    state = load_training_state(find_checkpoint(run))
+    assert state["iteration"] == 9 and state["data"]["position"] == 9 * 4
+    assert len(list((run / "checkpoints").glob("iter_*.pt"))) == 3  # keep_last
+    # export the EMA weights and upscale with them
+    weights = tmp_path / "tiny.safetensors"
+    assert main(["export-weights", str(run), "-o", str(weights)]) == 0
+    assert main(["inspect", str(weights)]) == 0
+    src = data / "val" / "v0.png"
+    dst = tmp_path / "up.png"
+    assert main(["upscale", str(src), "-o", str(dst), "--weights", str(weights), "-q"]) == 0
+    assert read_image(dst).shape == (64, 80, 3)
+
+
+def test_resume_is_bit_exact(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    full = train(cfg_of(data, tmp_path, "name=full", "val.every=2"), quiet=True)
+    # the same run, interrupted right after its iteration-3 checkpoint, with a data worker
+    import lightsr.train as train_mod
+
+    real_save = train_mod.save_atomic
+
+    def save_then_die(obj: dict, path: Path) -> None:
+        real_save(obj, path)
+        if path.name == "iter_00000003.pt":
+            raise KeyboardInterrupt
+
+    cut = cfg_of(data, tmp_path, "name=cut", "val.every=2", "data.workers=1")
+    monkeypatch.setattr(train_mod, "save_atomic", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(cut, quiet=True)
+    monkeypatch.setattr(train_mod, "save_atomic", real_save)
+    resumed = train(cut, resume=tmp_path / "runs" / "cut", quiet=True)
+    assert resumed.iteration == full.iteration == 6
+    a = load_training_state(find_checkpoint(full.run_dir))
+    b = load_training_state(find_checkpoint(resumed.run_dir))
+    assert_states_equal(a, b)
+    assert a["best"] == b["best"] and resumed.last_val == full.last_val
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import lightsr.losses as losses
+
+    real = losses.sr_loss
+    calls = {"n": 0}
+
+    def nan_at_5(pred: torch.Tensor, target: torch.Tensor, **kw: float):
+        calls["n"] += 1
+        loss, parts = real(pred, target, **kw)
+        return (loss * float("nan"), parts) if calls["n"] == 5 else (loss, parts)
+
+    monkeypatch.setattr(losses, "sr_loss", nan_at_5)
+    cfg = cfg_of(data, tmp_path, "name=nan", "val.datasets=[]")
+    with pytest.raises(TrainingError, match=r"non-finite loss \(nan\) at iteration 5") as exc:
+        train(cfg, quiet=True)
+    assert "iter_00000003.pt" in str(exc.value) and "\n" not in str(exc.value)
+    ckpts = sorted(p.name for p in (tmp_path / "runs" / "nan" / "checkpoints").iterdir())
+    assert ckpts == ["iter_00000003.pt"]
+    state = load_training_state(tmp_path / "runs" / "nan" / "checkpoints" / ckpts[0])
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_checkpoint_writes_are_atomic(tmp_path: Path) -> None:
+    path = tmp_path / "iter_00000001.pt"
+    save_atomic({"a": torch.ones(3)}, path)
+
+    class Boom:
+        def __reduce__(self):
+            raise RuntimeError("killed mid-write")
+
+    with pytest.raises(RuntimeError, match="killed mid-write"):
+        save_atomic({"a": torch.zeros(3), "b": Boom()}, path)
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no partial or temporary file
+    assert torch.equal(torch.load(path, weights_only=True)["a"], torch.ones(3))
+
+
+def test_export_refuses_a_non_run(tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match="not a run directory"):
+        export_weights(tmp_path, tmp_path / "x.safetensors")
+
+
+def test_ddp_two_processes_equal_one_process(data: Path, tmp_path: Path) -> None:
+    sets = ["val.datasets=[]", "train.iters=3", "train.checkpoint_every=3"]
+    single = train(cfg_of(data, tmp_path, "name=single", *sets), quiet=True)
+    tiny_config(data, tmp_path)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    cmd += ["-m", "lightsr.cli", "train", str(tmp_path / "tiny.yaml"), "-q"]
+    for s in [*sets, "name=ddp", "data.batch_size=2"]:  # 2 x 2 = the single run's batch of 4
+        cmd += ["--set", s]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a = load_training_state(find_checkpoint(single.run_dir))
+    b = load_training_state(find_checkpoint(tmp_path / "runs" / "ddp"))
+    assert b["world_size"] == 2 and len(b["rng"]) == 2 and b["data"]["global_batch"] == 4
+    for part in ("model", "ema"):
+        for k, v in a[part].items():
+            torch.testing.assert_close(b[part][k], v, rtol=1e-5, atol=1e-6, msg=f"{part}.{k}")
