@@ -25,6 +25,7 @@ from lightsr.losses import fft_loss
 from lightsr.resize import imresize, modcrop
 from lightsr.train import (
     TrainingError,
+    ema_decay_at,
     export_weights,
     find_checkpoint,
     load_training_state,
@@ -117,7 +118,6 @@ def test_config_errors_name_the_key(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def test_dry_run_prints_resolved_config(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    os.environ.setdefault("LIGHTSR_SHARED", str(REPO.parent / "shared"))
     recipe = REPO / "configs" / "quick_safmn_x2.yaml"
     assert main(["train", str(recipe), "--dry-run", "--set", "optim.lr=5e-4"]) == 0
     text = capsys.readouterr().out
@@ -190,6 +190,8 @@ def test_lr_schedule() -> None:
     assert lr_at(5, 2.0, warm, 100) == 1.0 and lr_at(11, 2.0, warm, 100) == 2.0
     steps = ScheduleConfig(name="multistep", milestones=[10, 20], gamma=0.5)
     assert [lr_at(i, 1.0, steps, 30) for i in (9, 10, 20)] == [1.0, 0.5, 0.25]
+    assert ema_decay_at(500, 0.999, False) == 0.999
+    assert ema_decay_at(0, 0.999, True) == 0.1 and ema_decay_at(10**5, 0.999, True) == 0.999
 
 
 def test_fft_loss_is_the_official_rfft2_definition() -> None:

@@ -169,6 +169,11 @@ class TrainConfig:
     """Number of optimizer steps."""
     ema_decay: float = 0.999
     """EMA of the weights (validated and exported); 0 disables it (the EMA is the model)."""
+    ema_warmup: bool = False
+    """Ramp the EMA decay as ``min(ema_decay, (1 + it) / (10 + it))`` (TensorFlow's
+    ``num_updates`` rule) so that short runs are not dominated by the initial weights (with
+    0.999 and no warm-up, 60 % of the EMA at iteration 500 is the random init). Off in the
+    papers' recipes."""
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     """``bf16`` autocast (CPU or CUDA), ``fp16`` autocast with a gradient scaler (CUDA only)."""
     channels_last: bool = False

@@ -54,6 +54,7 @@ __all__ = [
     "TrainResult",
     "TrainingError",
     "build_training_model",
+    "ema_decay_at",
     "ema_update",
     "export_weights",
     "find_checkpoint",
@@ -129,6 +130,11 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
         e.mul_(decay).add_(p.detach(), alpha=1.0 - decay)
     for e, b in zip(ema.buffers(), model.buffers(), strict=True):
         e.copy_(b)
+
+
+def ema_decay_at(it: int, decay: float, warmup: bool) -> float:
+    """The EMA decay at iteration ``it``: ``decay``, or ``min(decay, (1 + it) / (10 + it))``."""
+    return min(decay, (1 + it) / (10 + it)) if warmup else decay
 
 
 def _capture_rng() -> dict[str, Any]:
@@ -603,7 +609,7 @@ def train(
         )
         last_ckpt = find_checkpoint(run_dir) if state is not None else None
         last_val: dict[str, dict[str, float]] = {}
-        window_t, window_n = time.perf_counter(), 0
+        window_t, window_n, paused = time.perf_counter(), 0, 0.0  # paused: val + checkpoints
         sums = torch.zeros(3, dtype=torch.float64)
         it = start_iter
         model.train()
@@ -649,7 +655,7 @@ def train(
             scaler.step(optimizer)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
-            ema_update(ema, raw, t.ema_decay)
+            ema_update(ema, raw, ema_decay_at(it, t.ema_decay, t.ema_warmup))
             sums += stats
             window_n += 1
             progress.step(it)
@@ -657,7 +663,7 @@ def train(
             # -- logging -------------------------------------------------------------------
             if it % t.log_every == 0 or it == t.iters:
                 now = time.perf_counter()
-                speed = window_n / max(now - window_t, 1e-9)
+                speed = window_n / max(now - window_t - paused, 1e-9)
                 mean = (sums / window_n).tolist()
                 rec = {
                     "loss": {"total": mean[0], "l1": mean[1], "fft": mean[2]},
@@ -670,10 +676,11 @@ def train(
                     f"fft {mean[2]:.4f})  lr {lr:.3e}  {speed:.2f} it/s  "
                     f"eta {_fmt_time((t.iters - it) / speed)}"
                 )
-                window_t, window_n = now, 0
+                window_t, window_n, paused = now, 0, 0.0
                 sums.zero_()
 
             # -- validation (rank 0, EMA weights) ------------------------------------------
+            t_pause = time.perf_counter()
             if main and val_sets and (it % v.every == 0 or it == t.iters):
                 kept: list[np.ndarray] = []
                 fn = _sr_function(ema, device, scale, kept, v.images)
@@ -707,6 +714,7 @@ def train(
                     last_ckpt = path
                     for _, old in _periodic_checkpoints(ckpt_dir)[: -t.keep_last]:
                         old.unlink(missing_ok=True)
+            paused += time.perf_counter() - t_pause
 
         say(
             f"done: iteration {it}"

@@ -1,0 +1,174 @@
+"""Training throughput: lightsr's loop with its fast options vs a plain eager float32 loop.
+
+Model SAFMN x4 (the paper's, 239,520 params), batch 16 of 64x64 LR patches (HR 256x256) by
+default, L1 + 0.05 FFT loss, Adam, EMA. Both loops read the same on-the-fly MATLAB-bicubic
+patches (synthetic 512x512 HR images made in a temporary folder, decoded once, loaded in the
+training process: ``data.workers=0``) and do the same work per step; only the execution options
+differ:
+
+- ``plain fp32``: a 15-line eager float32 loop written here (forward, loss, backward, Adam, EMA).
+- ``lightsr ...``: :func:`lightsr.train.train` itself with a config, timed from the it/s it logs
+  every iteration (``metrics.jsonl``), after its warm-up (compilation) iterations.
+
+The plain loop runs first and last and its two medians are averaged, so load drift on a shared
+machine hits both sides. Prints samples/s per row and the ratio to the plain loop.
+
+    python benchmarks/bench_train.py                 # CPU: threads = CPUs this process may use
+    OMP_NUM_THREADS=1 python benchmarks/bench_train.py
+    python benchmarks/bench_train.py --device cuda --batch 64   # the paper's batch on a GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lightsr.archs import build_model
+from lightsr.config import load_config
+from lightsr.data import PatchDataset, StreamSampler, make_loader, scan_images
+from lightsr.fast import configure_threads
+from lightsr.io import write_image
+from lightsr.losses import sr_loss
+from lightsr.train import ema_update, train
+
+
+def make_images(folder: Path, n: int = 8, size: int = 512) -> None:
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        base = rng.integers(0, 256, (size // 16, size // 16, 3)).astype(np.float64)
+        img = np.kron(base, np.ones((16, 16, 1))) + rng.normal(0, 6, (size, size, 3))
+        write_image(folder / f"{i}.png", np.clip(img, 0, 255).astype(np.uint8))
+
+
+def plain_loop(
+    folder: Path, steps: int, warmup: int, batch: int, patch: int, device: torch.device
+) -> float:
+    """Eager float32: the loop anyone would write first. Returns median samples/s."""
+    torch.manual_seed(0)
+    model = build_model("safmn-x4").to(device)
+    ema = build_model("safmn-x4").to(device).requires_grad_(False)
+    ema.load_state_dict(model.state_dict())
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.99))
+    records = scan_images([folder], scale=4, patch_size=patch, log=lambda s: None)
+    ds = PatchDataset(records, scale=4, patch_size=patch, seed=0, cache=True)
+    loader = iter(make_loader(ds, StreamSampler(len(ds), batch_size=batch, seed=0), workers=0))
+    times = []
+    for i in range(warmup + steps):
+        t0 = time.perf_counter()
+        lr_img, hr_img = next(loader)
+        lr_img, hr_img = lr_img.to(device), hr_img.to(device)
+        loss, _ = sr_loss(model(lr_img), hr_img, l1=1.0, fft=0.05)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        ema_update(ema, model, 0.999)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    return batch / statistics.median(times)
+
+
+def lightsr_loop(
+    folder: Path,
+    out: Path,
+    name: str,
+    steps: int,
+    warmup: int,
+    batch: int,
+    patch: int,
+    device: str,
+    sets: list[str],
+) -> float:
+    """:func:`lightsr.train.train` with extra options; returns median samples/s after warm-up."""
+    cfg = load_config(
+        None,
+        [
+            f"name={name}",
+            f"output_dir={out}",
+            "model.scale=4",
+            f"data.hr_dirs=[{folder}]",
+            f"data.patch_size={patch}",
+            f"data.batch_size={batch}",
+            "data.cache=true",
+            "data.workers=0",
+            f"train.iters={warmup + steps}",
+            "train.log_every=1",
+            f"train.checkpoint_every={warmup + steps}",
+            "train.tensorboard=false",
+            f"train.device={device}",
+            "seed=0",
+            *sets,
+        ],
+    )
+    res = train(cfg, quiet=True)
+    recs = [json.loads(line) for line in (res.run_dir / "metrics.jsonl").read_text().splitlines()]
+    speeds = [r["speed"]["samples_s"] for r in recs if "speed" in r and r["iter"] > warmup]
+    return statistics.median(speeds)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--batch", type=int, default=16, help="patches per step (16)")
+    ap.add_argument("--patch", type=int, default=64, help="LR patch side (64)")
+    ap.add_argument("--steps", type=int, default=8, help="timed steps per row (8)")
+    ap.add_argument("--quick", action="store_true", help="only plain vs the fastest options")
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    threads = configure_threads() if device.type == "cpu" else None
+    fast = ["train.precision=bf16", "train.channels_last=true"]
+    rows: list[tuple[str, list[str], int]] = [  # label, options, warm-up steps
+        ("lightsr bf16 + channels_last + compile", [*fast, "train.compile=true"], 3),
+    ]
+    if not args.quick:
+        rows = [
+            ("lightsr fp32 (same options as plain)", [], 2),
+            ("lightsr bf16 + channels_last", fast, 2),
+            *rows,
+        ]
+    where = f"{device}" + (
+        f", {threads} threads" if threads else f", {torch.cuda.get_device_name()}"
+    )
+    print(
+        f"SAFMN x4 training, batch {args.batch} of {args.patch}x{args.patch} LR patches, "
+        f"L1 + 0.05 FFT, Adam, EMA; {where}; torch {torch.__version__}"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "hr"
+        folder.mkdir()
+        make_images(folder)
+        t0 = time.perf_counter()
+        plain = [plain_loop(folder, args.steps, 2, args.batch, args.patch, device)]
+        results = []
+        for i, (label, sets, warm) in enumerate(rows):
+            t = time.perf_counter()
+            sps = lightsr_loop(
+                folder, Path(tmp) / "runs", f"r{i}", args.steps, warm, args.batch, args.patch,
+                args.device, sets,
+            )  # fmt: skip
+            results.append((label, sps, time.perf_counter() - t))
+        plain.append(plain_loop(folder, args.steps, 2, args.batch, args.patch, device))
+    base = sum(plain) / 2
+    print(f"{'loop':42s} {'samples/s':>10s} {'it/s':>7s} {'vs plain':>9s}")
+    print(
+        f"{'plain eager fp32 (first, last run)':42s} {base:10.2f} {base / args.batch:7.3f} "
+        f"{1.0:8.2f}x   ({plain[0]:.2f}, {plain[1]:.2f})"
+    )
+    for label, sps, secs in results:
+        print(
+            f"{label:42s} {sps:10.2f} {sps / args.batch:7.3f} {sps / base:8.2f}x   "
+            f"(row took {secs:.0f} s with warm-up)"
+        )
+    print(f"total {time.perf_counter() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
