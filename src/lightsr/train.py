@@ -30,6 +30,7 @@ to float rounding (tested). Only rank 0 logs, validates and writes files.
 from __future__ import annotations
 
 import copy
+import datetime
 import json
 import math
 import os
@@ -458,7 +459,9 @@ def train(
     if world > 1 and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        # other ranks wait in their next all-reduce while rank 0 validates: allow long validations
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend, timeout=datetime.timedelta(hours=2))
     main = rank == 0
     if t.threads is not None:
         torch.set_num_threads(t.threads)
