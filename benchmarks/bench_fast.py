@@ -128,7 +128,7 @@ def print_table(title: str, rows: list[Row]) -> None:
     base = rows[0].median
     print(f"\n{title}")
     header = (
-        f"| {'path':<46} | {'median ms':>9} | {'min-max ms':>13} | {'1st call s':>10} "
+        f"| {'path':<52} | {'median ms':>9} | {'min-max ms':>13} | {'1st call s':>10} "
         f"| {'peak MB':>7} | {'vs eager':>8} |"
     )
     print(header)
@@ -137,7 +137,7 @@ def print_table(title: str, rows: list[Row]) -> None:
         spread = f"{min(r.times) * 1e3:.0f}-{max(r.times) * 1e3:.0f}"
         peak = f"{r.peak_mb:.0f}" if r.peak_mb is not None else "n/a"
         print(
-            f"| {r.name:<46} | {r.median * 1e3:>9.1f} | {spread:>13} | {r.first:>10.1f} "
+            f"| {r.name:<52} | {r.median * 1e3:>9.1f} | {spread:>13} | {r.first:>10.1f} "
             f"| {peak:>7} | {base / r.median:>7.2f}x |"
         )
 
