@@ -72,7 +72,6 @@ __all__ = [
     "configure_threads",
     "cpu_supports_bf16",
     "fast_unsupported_reason",
-    "tile_batch_for",
 ]
 
 CompileMode = Literal["auto", "on", "off"]
@@ -80,7 +79,7 @@ CompileMode = Literal["auto", "on", "off"]
 #: ``compile="auto"`` compiles an input shape once the eager time spent on it exceeds this
 #: estimate of one compilation (the ski-rental rule: never worse than twice the better of
 #: "always eager" and "compile at once", whatever the number of calls turns out to be). Measured
-#: on 2 CPU cores: 30-80 s for SAFMN with a cold inductor cache, a few seconds with a warm one.
+#: on 2 CPU cores: 20-45 s for SAFMN with a cold inductor cache, 10-20 s with a warm one.
 AUTO_COMPILE_SECONDS = 30.0
 
 #: At most this many input shapes are compiled per runner; other shapes run eagerly. Tiling with
@@ -482,12 +481,3 @@ class FastRunner:
             return static_out.clone()
 
         return run
-
-
-def tile_batch_for(device: torch.device, n_tiles: int) -> int:
-    """How many equally shaped tiles to run in one call: all of a row on CUDA, one on the CPU.
-
-    On the CPU a batch brings no speed (each tile already fills the cores) but multiplies the
-    memory; on a GPU it fills the device and amortises launches.
-    """
-    return max(1, min(n_tiles, 16)) if device.type == "cuda" else 1
