@@ -41,12 +41,14 @@ plain model + bf16 autocast       9.1e-3           54.6 min, 56.6 mean
 ================================  ===============  ====================
 
 Speed (``benchmarks/bench_fast.py``, SAFMN x4 at 320x180, 2 Zen 4 cores, medians): against the
-official formulation in eager float32 (780 ms there), float32 is 2.2x faster eager and 2.8x
-compiled, bfloat16 3.2x eager and 4.8x compiled (the off-the-shelf channels-last + autocast +
-compile of the official module: 3.9x). The convolutions alone are 27 GFLOP at this size; at the
-best rates oneDNN reaches on one core here (95 GFLOP/s float32, 183 bfloat16) they take 143 and
-74 ms on two cores, which bounds any direct-convolution path: 5.5x and 10.5x before a single
-LayerNorm, pooling, GELU or residual is paid for.
+official formulation in eager float32 (597 ms there), float32 is 2.2x faster eager and 2.5x
+compiled, bfloat16 2.9x eager and 4.0x compiled (4.3x with a bfloat16 residual stream); the
+off-the-shelf channels-last + autocast + compile of the official module reaches 3.7x. At
+1280x720, where the official eager code scales worse, compiled float32 is 3.6x and bfloat16 5.8x.
+The convolutions alone are 27 GFLOP at 320x180; at the best rates oneDNN reaches on one core here
+(95 GFLOP/s float32, 183 bfloat16; no AMX on this CPU) they take 143 and 74 ms on two cores:
+4.2x and 8.1x before a single LayerNorm, pooling, GELU or residual is paid for, which bounds
+any direct-convolution path.
 """
 
 from __future__ import annotations
