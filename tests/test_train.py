@@ -324,3 +324,32 @@ def test_ddp_two_processes_equal_one_process(data: Path, tmp_path: Path) -> None
     for part in ("model", "ema"):
         for k, v in a[part].items():
             torch.testing.assert_close(b[part][k], v, rtol=1e-5, atol=1e-6, msg=f"{part}.{k}")
+
+
+def test_init_copies_the_matching_body_for_fine_tuning(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    tiny_config(data, tmp_path)
+    recipe = str(tmp_path / "tiny.yaml")
+    assert main(["train", recipe, "--set", "train.iters=3"]) == 0
+    x2_run = tmp_path / "runs" / "tiny"
+    x2 = load_training_state(find_checkpoint(x2_run, "best"))["ema"]
+    sets = ["--set", "name=tiny_x3", "--set", "model.scale=3", "--set", "data.patch_size=8"]
+    init = ["--set", f"model.init={x2_run}", "--set", "train.iters=1", "--set", "optim.lr=1e-7"]
+    init += ["--set", "schedule.name=constant"]
+    assert main(["train", recipe, *sets, *init]) == 0
+    assert "kept random: to_img.0.bias, to_img.0.weight" in capsys.readouterr().out
+    # the x3 run starts from the x2 EMA body: after one Adam step of 1e-7 it is still there
+    state = load_training_state(find_checkpoint(tmp_path / "runs" / "tiny_x3"))
+    body = [k for k in x2 if not k.startswith("to_img")]
+    assert body and all(torch.allclose(state["model"][k], x2[k], atol=1e-6) for k in body), (
+        "the x3 body did not start from the x2 EMA"
+    )
+    assert state["model"]["to_img.0.weight"].shape != x2["to_img.0.weight"].shape
+    # a source with nothing in common is a one-line error naming the key
+    other = tmp_path / "other.safetensors"
+    from lightsr.checkpoint import save_safetensors
+
+    save_safetensors({"x": torch.zeros(1)}, other, arch="safmn", config={}, scale=2)
+    assert main(["train", recipe, "--set", "name=t3", "--set", f"model.init={other}"]) == 2
+    assert "model.init" in capsys.readouterr().err

@@ -65,6 +65,12 @@ class ModelConfig:
     args: dict[str, Any] = field(default_factory=dict)
     """Constructor arguments that override the named model's (``{dim: 8, n_blocks: 1}``, or an
     ablation such as ``{ccm: none}``)."""
+    init: str | None = None
+    """Initial weights (fine-tuning): a run directory (its best checkpoint's EMA), a training
+    checkpoint (its EMA) or a weights file (``.safetensors``/``.pth``). Tensors whose name and
+    shape match are copied, the rest keep their random init and are listed in the log; this is
+    how the x3/x4 recipes start from an x2 body (only the upsampler differs). Ignored on
+    ``--resume``, which restores the full state."""
 
 
 @dataclass

@@ -268,6 +268,48 @@ def build_training_model(cfg: Config) -> tuple[nn.Module, str, dict[str, Any]]:
     return model, spec.arch, arch_config
 
 
+def init_weights(model: nn.Module, source: str | os.PathLike[str]) -> str:
+    """Copy the tensors of ``source`` whose name and shape match into ``model`` (fine-tuning).
+
+    ``source`` is a run directory (its best checkpoint, else its latest), a training checkpoint
+    (the EMA weights are used, as the papers release them) or a weights file that
+    :func:`lightsr.checkpoint.read_state_dict` reads. Returns a one-line summary for the log.
+
+    Raises:
+        TrainingError: unreadable source, or no tensor in common with the model.
+    """
+    from .checkpoint import read_state_dict
+
+    path = Path(source)
+    if path.is_dir():
+        try:
+            path = find_checkpoint(path, "best")
+        except TrainingError:
+            path = find_checkpoint(path, "latest")
+    if not path.exists():
+        raise TrainingError(
+            f"model.init: {path} does not exist; give a run directory, a "
+            "training checkpoint or a weights file"
+        )
+    if path.suffix == ".pt":
+        sd = load_training_state(path)["ema"]
+    else:
+        try:
+            sd, _ = read_state_dict(path)
+        except LightSRError as exc:
+            raise TrainingError(f"model.init: {exc}") from exc
+    own = model.state_dict()
+    copied = {k: v for k, v in sd.items() if k in own and own[k].shape == v.shape}
+    if not copied:
+        raise TrainingError(f"model.init: {path} has no tensor in common with the model")
+    skipped = sorted(k for k in own if k not in copied)
+    model.load_state_dict(copied, strict=False)
+    line = f"initialised {len(copied)}/{len(own)} tensors from {path}"
+    if skipped:
+        line += f"; kept random: {', '.join(skipped)}"
+    return line
+
+
 def _sr_function(
     model: nn.Module, device: torch.device, scale: int, keep: list[np.ndarray], n_keep: int
 ) -> Callable[[np.ndarray], np.ndarray]:
@@ -504,6 +546,8 @@ def train(
                 f"data.patch_size: {cfg.data.patch_size} is not a multiple of {multiple}, "
                 f"which {arch} needs"
             )
+        if cfg.model.init and state is None:
+            say(init_weights(raw, expand_path(cfg.model.init, "model.init")))
         raw.to(device)
         ema = copy.deepcopy(raw).eval().requires_grad_(False)
         if t.channels_last:
