@@ -171,3 +171,42 @@ def test_tiled_equals_untiled() -> None:
     full = up.upscale(img)
     tiled = up.upscale(img, tile=16)
     assert np.abs(full - tiled).max() <= 1 / 255
+
+
+def test_shifted_window_mask_has_the_official_regions() -> None:
+    """The tensor-op mask equals the official slice-assignment construction."""
+    from lightsr.archs.swinir import window_partition
+
+    def official(h: int, w: int, ws: int, shift: int) -> torch.Tensor:
+        img = torch.zeros(1, h, w, 1)
+        region = 0
+        for hs in (slice(0, -ws), slice(-ws, -shift), slice(-shift, None)):
+            for wsl in (slice(0, -ws), slice(-ws, -shift), slice(-shift, None)):
+                img[:, hs, wsl, :] = region
+                region += 1
+        ids = window_partition(img, ws).squeeze(-1)
+        diff = ids[:, None, :] - ids[:, :, None]
+        return diff.masked_fill(diff != 0, -100.0).masked_fill(diff == 0, 0.0)
+
+    for h, w in [(64, 64), (8, 8), (16, 40), (48, 24)]:
+        assert torch.equal(shifted_window_mask(h, w, 8, 4), official(h, w, 8, 4)), (h, w)
+
+
+@pytest.mark.parametrize("name", ["ups-s-x3", "swinir-light-x2"])
+def test_onnx_export_matches_at_odd_sizes(name: str, tmp_path) -> None:
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from lightsr.export import export_onnx, load_onnx
+
+    torch.manual_seed(0)
+    m = build_model(name).eval()
+    up = Upscaler(m, scale=m.scale, name=name, arch="ups", config={}, device="cpu", fast=False)
+    result = export_onnx(up, tmp_path / "m.onnx")
+    assert result.dynamic and result.max_abs_diff is not None and result.max_abs_diff <= 1e-4
+    ort = load_onnx(tmp_path / "m.onnx")
+    rng = np.random.default_rng(1)
+    for h, w in [(37, 53), (16, 24)]:  # one graph, two sizes (shifted-window masks in-graph)
+        img = rng.random((h, w, 3), dtype=np.float32)
+        got, want = ort.upscale(img), up.upscale(img)
+        assert got.shape == want.shape == (h * m.scale, w * m.scale, 3)
+        assert np.abs(got - want).max() <= 1e-4

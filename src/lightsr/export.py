@@ -6,7 +6,9 @@ from the input cannot be exported with dynamic height and width. lightsr exports
 operations: on inputs whose sides are multiples of 8, adaptive max pooling to
 ``(h // 2**i, w // 2**i)`` is ``MaxPool`` with kernel = stride = ``2**i`` and the nearest upsample
 is a ``Resize`` by the fixed factor ``2**i``. The graph is therefore exact at every size that is a
-multiple of 8.
+multiple of 8. SwinIR-light and UPS are exported from their ``forward_multiple`` (no padding; the
+shifted-window masks are built in the graph from the input's size), exact at every multiple of
+the window (8).
 
 Padding is the runtime wrapper's job, not the graph's: :class:`OnnxRuntimeModel` (and so
 ``lightsr upscale --backend onnxruntime``) pads with the same reflection as the PyTorch path,
@@ -141,14 +143,24 @@ def export_onnx(
     if static is not None and (static[0] % 8 or static[1] % 8 or min(static) <= 0):
         raise LightSRError(f"--static: sides must be positive multiples of 8, got {static}")
     net, arch, config, scale = _load_for_export(model)
-    reason = fast_unsupported_reason(net)
-    if reason is not None:
-        raise LightSRError(
-            f"export: {reason}; lightsr exports SAFMN in the paper's configuration "
-            "(adaptive pooling of other models has no exact dynamic-shape ONNX form)"
-        )
-    dtype = torch.float16 if fp16 else torch.float32
-    module = FastSAFMN(net, dtype=dtype).cpu().eval()  # a copy: ``net`` stays where it is
+    module: nn.Module
+    if hasattr(net, "forward_multiple"):  # SwinIR-light, UPS: window attention
+        if fp16:
+            raise LightSRError(
+                f"--fp16: lightsr exports {arch} in float32 only (its attention sums are not "
+                "checked in float16); export without --fp16"
+            )
+        module = _WindowMultiple(net).eval()  # eval: the exporter restores this mode
+    else:
+        reason = fast_unsupported_reason(net)
+        if reason is not None:
+            raise LightSRError(
+                f"export: {reason}; lightsr exports SAFMN in the paper's configuration, "
+                "SwinIR-light and UPS (adaptive pooling of other SAFMN variants has no exact "
+                "dynamic-shape ONNX form)"
+            )
+        dtype = torch.float16 if fp16 else torch.float32
+        module = FastSAFMN(net, dtype=dtype).cpu().eval()  # a copy: ``net`` stays where it is
     h, w = static if static is not None else (32, 48)
     example = torch.rand(1, 3, h, w)
     path = Path(output)
@@ -197,6 +209,23 @@ def export_onnx(
     onnx.save(proto, str(path))
     diff = _verify(path, module, example, fp16) if verify else None
     return ExportResult(path, opset, meta["lightsr_dtype"], static is None, scale, diff)
+
+
+class _WindowMultiple(nn.Module):
+    """A window-attention network (:class:`~lightsr.archs.swinir.SwinIRSkeleton`) on inputs whose
+    sides are multiples of its window: the traced graph has no padding, so its height and width
+    stay dynamic (the shifted-window masks are computed in the graph from the input's size).
+    A CPU float32 copy in eval mode; the caller's model stays where it is."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        import copy
+
+        self.net = copy.deepcopy(net).float().cpu().eval()
+        self.size_multiple = int(getattr(net, "size_multiple", 8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.forward_multiple(x)
 
 
 def _verify(path: Path, module: nn.Module, example: torch.Tensor, fp16: bool) -> float | None:

@@ -63,18 +63,19 @@ def relative_position_index(ws: int) -> torch.Tensor:
     return rel.sum(-1)
 
 
-def shifted_window_mask(h: int, w: int, ws: int, shift: int) -> torch.Tensor:
+def shifted_window_mask(h: int, w: int, ws: int, shift: int, device=None) -> torch.Tensor:
     """(nW, N, N) additive mask for shifted windows: 0 within a region, -100 across regions.
 
     After the cyclic shift, a window at the bottom/right border holds pixels from opposite sides
-    of the image; pairs from different regions must not attend to each other.
+    of the image; pairs from different regions must not attend to each other. The regions are the
+    official ones (rows/columns ``[0, -ws)``, ``[-ws, -shift)``, ``[-shift, end)``), computed with
+    tensor operations only, so that a traced export (ONNX) keeps ``h`` and ``w`` dynamic.
     """
-    img = torch.zeros(1, h, w, 1)
-    region = 0
-    for hs in (slice(0, -ws), slice(-ws, -shift), slice(-shift, None)):
-        for wsl in (slice(0, -ws), slice(-ws, -shift), slice(-shift, None)):
-            img[:, hs, wsl, :] = region
-            region += 1
+    rows = torch.arange(h, device=device)
+    cols = torch.arange(w, device=device)
+    region_h = (rows >= h - ws).long() + (rows >= h - shift).long()
+    region_w = (cols >= w - ws).long() + (cols >= w - shift).long()
+    img = (region_h[:, None] * 3 + region_w[None, :]).to(torch.float32)[None, :, :, None]
     ids = window_partition(img, ws).squeeze(-1)  # (nW, N)
     diff = ids[:, None, :] - ids[:, :, None]
     return diff.masked_fill(diff != 0, -100.0).masked_fill(diff == 0, 0.0)
@@ -189,6 +190,8 @@ class SwinLayer(nn.Module):
     def mask_for(self, h: int, w: int, device: torch.device) -> torch.Tensor | None:
         if self.shift_size == 0:
             return None
+        if torch.jit.is_tracing():  # export: sizes are traced values, keep them dynamic
+            return shifted_window_mask(h, w, self.window_size, self.shift_size, device)
         if (h, w) == (self.img_size, self.img_size) and self.attn_mask is not None:
             return self.attn_mask
         key = (h, w, device)
@@ -322,6 +325,11 @@ class SwinIRSkeleton(nn.Module):
         h, w = x.shape[-2:]
         ws = self.window_size
         x = F.pad(x, (0, -w % ws, 0, -h % ws), mode="reflect") if (h % ws or w % ws) else x
+        return self.forward_multiple(x)[..., : h * self.scale, : w * self.scale]
+
+    def forward_multiple(self, x: torch.Tensor) -> torch.Tensor:
+        """The network on an input whose sides are multiples of the window (no padding; the
+        form that ONNX export traces, with dynamic height and width)."""
         hp, wp = x.shape[-2:]
         x = x - self.mean
         feat = self.conv_first(x)
@@ -331,8 +339,7 @@ class SwinIRSkeleton(nn.Module):
             tokens = layer(tokens, (hp, wp), shared)
         tokens = self.norm(tokens)
         body = tokens.transpose(1, 2).reshape(feat.shape)
-        out = self.upsample(self.conv_after_body(body) + feat) + self.mean
-        return out[..., : h * self.scale, : w * self.scale]
+        return self.upsample(self.conv_after_body(body) + feat) + self.mean
 
 
 def _init_weights(m: nn.Module) -> None:
