@@ -628,6 +628,15 @@ def train(
             f"{d.patch_size}x{d.patch_size} LR patches; iterations {start_iter + 1}..{t.iters}; "
             f"run dir {run_dir}"
         )
+        if t.precision == "bf16" and device.type == "cpu":
+            from .fast import cpu_supports_bf16
+
+            if not cpu_supports_bf16():
+                say(
+                    "warning: train.precision=bf16 on a CPU without native bfloat16 (no "
+                    "AVX512-BF16 or AMX): it is emulated, about 8x slower than fp32 on an AVX2 "
+                    "machine; use --set train.precision=fp32"
+                )
 
         def snapshot(it: int, lr: float, rngs: list[dict[str, Any]]) -> dict[str, Any]:
             """Everything needed to continue exactly after iteration ``it``."""
