@@ -104,7 +104,7 @@ def equal_budget(args: argparse.Namespace) -> str:
         )
     iters = load_config(recipe, extra).train.iters
     return (
-        f"Equal budget, x{s}: {iters} iterations of batch 16 each (T91 + BSD200)\n\n"
+        f"Equal budget, x{s}: {iters} iterations each, recipe {recipe.name}\n\n"
         + "\n".join(rows)
     )
 
