@@ -271,7 +271,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             table.add_row(
                 r.dataset, str(r.images), f"{r.psnr:.2f}", f"{r.ssim:.4f}", f"{r.seconds:.1f} s"
             )
-        Console().print(table)
+        Console(width=None if sys.stdout.isatty() else 160).print(table)
     return EXIT_OK
 
 
@@ -315,7 +315,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
             r["weights"],
             r["description"],
         )
-    Console().print(table)
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
     return EXIT_OK
 
 
