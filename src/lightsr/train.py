@@ -459,6 +459,25 @@ def _flatten(rec: dict[str, Any], prefix: str = "") -> dict[str, float]:
     return out
 
 
+def _hardware(device: torch.device, world: int) -> str:
+    """``"2 x AMD EPYC (AVX2), 2 threads"`` / ``"4 x NVIDIA H100"``: where a run trained."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = "CPU"
+        try:
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+        except OSError:  # pragma: no cover - not Linux
+            pass
+        name = (
+            f"{name} ({torch.backends.cpu.get_cpu_capability()}), {torch.get_num_threads()} threads"
+        )
+    return f"{world} x {name}" if world > 1 else name
+
+
 def _fmt_time(seconds: float) -> str:
     seconds = int(max(0, seconds))
     h, rem = divmod(seconds, 3600)
@@ -656,6 +675,10 @@ def train(
                 "data": {"position": it * global_batch, "global_batch": global_batch},
                 "best": {"psnr": best_psnr, "iteration": best_iter},
                 "world_size": world,
+                # wall time of all invocations so far (training, validation, checkpoints) and
+                # where it ran: provenance for exported weights (model cards)
+                "train_seconds": prior_seconds + time.perf_counter() - t_start,
+                "hardware": hardware,
             }
 
         autocast = (
@@ -664,6 +687,8 @@ def train(
             else nullcontext()
         )
         last_ckpt = find_checkpoint(run_dir) if state is not None else None
+        prior_seconds = float(state.get("train_seconds", 0.0)) if state is not None else 0.0
+        hardware = _hardware(device, world)
         last_val: dict[str, dict[str, float]] = {}
         window_t, window_n, paused = time.perf_counter(), 0, 0.0  # paused: val + checkpoints
         sums = torch.zeros(3, dtype=torch.float64)
@@ -824,6 +849,10 @@ def export_weights(
     }
     if best["psnr"] is not None:
         extra["best_val_psnr"] = f"{best['psnr']:.4f} at {best['iteration']}"
+    if "train_seconds" in state:
+        extra["train_seconds"] = f"{state['train_seconds']:.0f}"
+        extra["hardware"] = str(state.get("hardware", ""))
+    extra["recipe"] = json.dumps(state["config"], sort_keys=True)
     return save_safetensors(
         state[weights],
         output,
