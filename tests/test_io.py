@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from lightsr.errors import ImageError
@@ -105,3 +107,22 @@ def test_pixel_limit_checked_before_decoding(tmp_path: Path) -> None:
     with pytest.raises(ImageError, match=r"big\.png: 100x100 = 10,000 pixels exceeds"):
         read_image(path, max_pixels=9_999)
     assert read_image(path, max_pixels=10_000).shape == (100, 100)
+
+
+def test_outputs_get_the_usual_file_mode(tmp_path: Path) -> None:
+    """Atomic writes use mkstemp (0600); outputs must end up 0666 minus the umask."""
+    from lightsr.checkpoint import save_safetensors
+    from lightsr.io import new_file_mode
+
+    old = os.umask(0o022)
+    try:
+        img = tmp_path / "a.png"
+        write_image(img, np.zeros((4, 4, 3), np.uint8))
+        weights = save_safetensors(
+            {"x": torch.zeros(1)}, tmp_path / "w.safetensors", arch="safmn", config={}, scale=2
+        )
+        assert new_file_mode() == 0o644
+        assert img.stat().st_mode & 0o777 == 0o644
+        assert weights.stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(old)

@@ -25,6 +25,7 @@ from torch import nn
 
 from .archs import build_arch
 from .errors import CheckpointError
+from .io import new_file_mode
 
 __all__ = [
     "Detected",
@@ -533,6 +534,7 @@ def save_safetensors(
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=metadata)
+        os.chmod(tmp, new_file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -125,6 +125,17 @@ def _check_complete(path: Path) -> None:
         raise ImageError(f"{path}: JPEG file is truncated (no end-of-image marker)")
 
 
+def new_file_mode() -> int:
+    """The permissions ``open(path, "w")`` would give a new file here (0o666 minus the umask).
+
+    Atomic writes go through :func:`tempfile.mkstemp`, which creates 0600 files; outputs get
+    this mode before the rename so they are as readable as any other file the user makes.
+    """
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def write_image(
     path: str | os.PathLike[str],
     img: np.ndarray,
@@ -176,6 +187,7 @@ def write_image(
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(buf.tobytes())
+        os.chmod(tmp, new_file_mode())  # mkstemp makes 0600; a plain open() would not
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
