@@ -103,9 +103,8 @@ def equal_budget(args: argparse.Namespace) -> str:
             + " |"
         )
     iters = load_config(recipe, extra).train.iters
-    return (
-        f"Equal budget, x{s}: {iters} iterations each, recipe {recipe.name}\n\n"
-        + "\n".join(rows)
+    return f"Equal budget, x{s}: {iters} iterations each, recipe {recipe.name}\n\n" + "\n".join(
+        rows
     )
 
 

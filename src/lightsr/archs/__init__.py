@@ -177,6 +177,7 @@ def _safmn_specs() -> list[ModelSpec]:
                     config=config,
                     scale=scale,
                     description=f"{desc}, x{scale}",
+                    weights=f"safmn_x{scale}.safetensors" if base == "safmn" else None,
                     paper=dict(_SAFMN_PAPER[scale]) if base == "safmn" else {},
                 )
             )

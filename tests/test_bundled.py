@@ -1,0 +1,63 @@
+"""The bundled SAFMN models: present, loaded offline, detected, the defaults, and pinned on Set5.
+
+The Set5 values are what ``python benchmarks/model_card.py`` measured for the committed weights
+(docs/models.md). A change to the model code, the bicubic resize, the metrics or the weights
+moves them by more than 0.01 dB and fails here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lightsr
+from lightsr.checkpoint import load_checkpoint
+from lightsr.cli import main
+from lightsr.evaluate import evaluate
+from lightsr.io import read_image
+
+from conftest import REPO, need_shared
+
+WEIGHTS = Path(lightsr.__file__).resolve().parent / "weights"
+
+#: Set5 PSNR-Y (dB), measured by benchmarks/model_card.py for the committed weights.
+SET5_PSNR = {2: 36.838, 3: 32.815, 4: 30.563}
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_bundled_weights_load_offline_and_are_detected(scale: int) -> None:
+    path = WEIGHTS / f"safmn_x{scale}.safetensors"
+    assert path.is_file(), f"{path} is missing: the package must ship its default models"
+    assert path.stat().st_size < 2_000_000
+    net, found = load_checkpoint(path)
+    assert (found.arch, found.scale) == ("safmn", scale)
+    assert found.config["dim"] == 36 and found.config["n_blocks"] == 8
+    assert sum(p.numel() for p in net.parameters()) == {2: 227_820, 3: 232_695, 4: 239_520}[scale]
+    model = lightsr.load_model(f"safmn-x{scale}", device="cpu")
+    out = model.upscale(np.random.default_rng(scale).random((19, 26, 3), dtype=np.float32))
+    assert out.shape == (19 * scale, 26 * scale, 3) and np.isfinite(out).all()
+
+
+def test_default_model_is_bundled_safmn_x4() -> None:
+    model = lightsr.load_model(device="cpu")
+    assert (model.name, model.scale) == ("safmn-x4", 4)
+    assert lightsr.load_model(scale=2, device="cpu").name == "safmn-x2"
+    assert lightsr.load_model("safmn", scale=3, device="cpu").scale == 3
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_set5_psnr_is_pinned(scale: int) -> None:
+    need_shared("datasets", "Set5")
+    model = lightsr.load_model(f"safmn-x{scale}", device="cpu")
+    (result,) = evaluate(model.upscale, f"safmn-x{scale}", ["Set5"], scale)
+    assert abs(result.psnr - SET5_PSNR[scale]) <= 0.01, (scale, result.psnr)
+
+
+def test_readme_main_job_upscales_the_sample(tmp_path: Path) -> None:
+    sample = REPO / "examples" / "chelsea.png"
+    out = tmp_path / "chelsea_x4.png"
+    assert main(["upscale", str(sample), "-o", str(out), "-q"]) == 0
+    assert read_image(out).shape == (192 * 4, 256 * 4, 3)
+    assert (REPO / "examples" / "README.md").read_text().count("CC0") >= 1
