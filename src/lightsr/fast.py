@@ -204,7 +204,7 @@ def _eager_mkldnn(x: torch.Tensor) -> bool:
     """
     return (
         x.device.type == "cpu"
-        and x.dtype in (torch.float32, torch.bfloat16)
+        and (x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and _MKLDNN_BF16))
         and _MKLDNN_CONV is not None
         and not torch.compiler.is_compiling()
         and not torch.jit.is_tracing()
@@ -215,6 +215,11 @@ def _eager_mkldnn(x: torch.Tensor) -> bool:
 _MKLDNN_CONV = getattr(getattr(torch.ops, "mkldnn", None), "_convolution_pointwise", None)
 if not torch.backends.mkldnn.is_available():  # pragma: no cover - torch built without oneDNN
     _MKLDNN_CONV = None
+# oneDNN's fused bf16 convolution needs AVX512BW/VL/DQ or AVX-NE-CONVERT and raises elsewhere
+# (seen on an AVX2-only EPYC); the plain bf16 convolution works everywhere, so use that there.
+_MKLDNN_BF16 = bool(
+    getattr(getattr(torch.ops, "mkldnn", None), "_is_mkldnn_bf16_supported", lambda: False)()
+)
 
 
 def _conv_gelu(
