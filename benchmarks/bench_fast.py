@@ -28,7 +28,6 @@ import argparse
 import ctypes
 import gc
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -42,7 +41,7 @@ import numpy as np
 import torch
 
 from lightsr.archs.safmn import SAFMN
-from lightsr.fast import CompileMode, FastRunner, FastSAFMN, cpu_supports_bf16
+from lightsr.fast import CompileMode, FastRunner, FastSAFMN, cpu_name, cpu_supports_bf16
 from lightsr.inference import Upscaler, pad_to_multiple
 
 CPU = torch.device("cpu")
@@ -300,15 +299,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", category=UserWarning)
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(
-            ln.split(":", 1)[1].strip()
-            for ln in Path("/proc/cpuinfo").read_text().splitlines()
-            if ln.startswith("model name")
-        )
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_name()
     load0 = os.getloadavg()
     print(
         f"# lightsr fast-path benchmark: {cpu}, {torch.get_num_threads()} threads, torch "

@@ -14,11 +14,11 @@ Run: ``python benchmarks/bench_table2.py [--models safmn-x4 safmn-l-x4] [--runs 
 from __future__ import annotations
 
 import argparse
-import platform
 
 import torch
 
 from lightsr.bench import BenchResult, bench
+from lightsr.fast import cpu_name
 
 #: The paper's Table 2 (x4, 320x180 inputs, one RTX 3090): memory MB, runtime ms. Params/FLOPs
 #: of SAFMN from its Table 1 (the others' are not restated in design.md).
@@ -28,17 +28,6 @@ PAPER_ROWS = [
     ("LAPAR-A (paper)", "-", "-", "1811.47", "24.91"),
     ("SAFMN (paper)", "239,520", "13.55", "65.26", "10.71"),
 ]
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _row(r: BenchResult) -> tuple[str, ...]:
@@ -84,7 +73,7 @@ def main() -> None:
                 )
                 rows.append(_row(r))
 
-    where = [f"CPU: {_cpu_name()}, {torch.get_num_threads()} threads"]
+    where = [f"CPU: {cpu_name()}, {torch.get_num_threads()} threads"]
     if torch.cuda.is_available():
         where.append(f"CUDA: {torch.cuda.get_device_name()}")
     print(

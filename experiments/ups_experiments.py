@@ -60,18 +60,17 @@ def _train(name: str, recipe: Path, overrides: list[str], out: Path) -> tuple[Pa
     return weights, float(state.get("train_seconds", 0.0))
 
 
-def _cost(weights: Path) -> tuple[int, float]:
+def _measure(
+    weights: Path, datasets: tuple[str, ...], scale: int
+) -> tuple[int, float, dict[str, str]]:
+    """(params, GFLOPs at a 1280x720 output, {dataset: "PSNR/SSIM"}) of exported weights."""
     model = load_model(weights, device="cpu", fast=False)
     c = count_complexity(model.model, input_size_for_output((1280, 720), model.scale))
-    return c.params, c.flops / 1e9
-
-
-def _scores(weights: Path, datasets: tuple[str, ...], scale: int) -> dict[str, str]:
-    model = load_model(weights, device="cpu", fast=False)
-    return {
+    scores = {
         r.dataset: f"{r.psnr:.2f}/{r.ssim:.4f}"
         for r in evaluate(model.upscale, weights.stem, datasets, scale)
     }
+    return c.params, c.flops / 1e9, scores
 
 
 def equal_budget(args: argparse.Namespace) -> str:
@@ -95,8 +94,7 @@ def equal_budget(args: argparse.Namespace) -> str:
     for label, variant in variants.items():
         key = label.split()[0] + ("_per_layer" if "per-layer" in label else "")
         weights, secs = _train(key, recipe, [*variant, *extra], out)
-        params, gflops = _cost(weights)
-        sc = _scores(weights, sets, s)
+        params, gflops, sc = _measure(weights, sets, s)
         rows.append(
             f"| {label} | {params:,} | {gflops:.2f} | {secs / 60:.1f} min | "
             + " | ".join(sc[d] for d in names)
@@ -127,8 +125,7 @@ def ablation(args: argparse.Namespace) -> str:
         label = override.split("{", 1)[1].rstrip("}")
         key = label.replace(": ", "_").replace("-", "_")
         weights, _ = _train(key, recipe, ["model.name=ups", override, *extra], out)
-        params, _ = _cost(weights)
-        sc = _scores(weights, ("Set5", "Set14"), 2)
+        params, _, sc = _measure(weights, ("Set5", "Set14"), 2)
         rows.append(f"| {label} | {params:,} | {sc['Set5']} | {sc['Set14']} |")
     return f"UPS ablation ({args.what}), x2, quick budget\n\n" + "\n".join(rows)
 

@@ -22,6 +22,7 @@ onnx and onnxruntime are the optional ``onnx`` extra: ``pip install 'lightsr[onn
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import warnings
@@ -219,8 +220,6 @@ class _WindowMultiple(nn.Module):
 
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
-        import copy
-
         self.net = copy.deepcopy(net).float().cpu().eval()
         self.size_multiple = int(getattr(net, "size_multiple", 8))
 

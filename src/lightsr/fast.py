@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import math
 import os
+import platform
 import time
 import warnings
 from collections.abc import Callable
@@ -72,6 +73,7 @@ __all__ = [
     "FastSAFMN",
     "available_cpus",
     "configure_threads",
+    "cpu_name",
     "cpu_supports_bf16",
     "fast_unsupported_reason",
 ]
@@ -130,6 +132,18 @@ def fast_unsupported_reason(model: nn.Module) -> str | None:
         ):
             return f"{where}: only the paper's CCM (3x3 conv, GELU, 1x1 conv) is supported"
     return None
+
+
+def cpu_name() -> str:
+    """This machine's CPU model (``/proc/cpuinfo``'s model name; else :mod:`platform`'s guess)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return platform.processor() or platform.machine()
 
 
 def cpu_supports_bf16() -> bool:

@@ -461,20 +461,13 @@ def _flatten(rec: dict[str, Any], prefix: str = "") -> dict[str, float]:
 
 def _hardware(device: torch.device, world: int) -> str:
     """``"2 x AMD EPYC (AVX2), 2 threads"`` / ``"4 x NVIDIA H100"``: where a run trained."""
+    from .fast import cpu_name
+
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
     else:
-        name = "CPU"
-        try:
-            for line in Path("/proc/cpuinfo").read_text().splitlines():
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                    break
-        except OSError:  # pragma: no cover - not Linux
-            pass
-        name = (
-            f"{name} ({torch.backends.cpu.get_cpu_capability()}), {torch.get_num_threads()} threads"
-        )
+        cap = torch.backends.cpu.get_cpu_capability()
+        name = f"{cpu_name()} ({cap}), {torch.get_num_threads()} threads"
     return f"{world} x {name}" if world > 1 else name
 
 
