@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from lightsr.archs import build_arch, build_model
+from lightsr.archs import build_arch, build_model, get_spec
 from lightsr.archs.swinir import SwinLayer, shifted_window_mask
 from lightsr.archs.ups import SIMILARITIES, UPS, UPSAttention
+from lightsr.bench import count_complexity
 from lightsr.checkpoint import detect_arch, load_checkpoint, save_safetensors
 from lightsr.inference import Upscaler
 
@@ -41,6 +42,27 @@ def test_parameter_counts(name: str, with_tables: int, without_tables: int) -> N
     m = build_model(name)
     assert n_params(m) == with_tables
     assert n_params(m, tables=False) == without_tables
+
+
+@pytest.mark.parametrize("name", ["swinir-light-x4", "ups-x4", "ups-s-x4"])
+def test_flops_count_every_attention_product(name: str) -> None:
+    """lightsr bench's FLOPs at a 1280x720 output against the layer arithmetic by hand.
+
+    The 320x180 input is padded to 320x184 (window 8): 58,880 tokens through every layer.
+    Per token and layer: SwinIR-light qkv + proj + MLP = 3C^2 + C^2 + 4C^2 (mlp ratio 2) MACs
+    (addmm) and QK^T + AV = 2 * 64 * C (bmm, 64 keys per window); UPS one shared C x d
+    projection (mm), QK^T in d and AV in C = 64 * (d + C) (bmm), proj + MLP = 5C^2 (addmm).
+    """
+    spec = get_spec(name)
+    c, d = spec.config["embed_dim"], spec.config.get("proj_dim")
+    layers, tokens = sum(spec.config["depths"]), 320 * 184
+    got = count_complexity(build_model(name), (320, 180)).breakdown
+    if d is None:
+        want = {"addmm": 8 * c * c, "bmm": 2 * 64 * c}
+    else:
+        want = {"mm": c * d, "bmm": 64 * (d + c), "addmm": 5 * c * c}
+    for op, per_token in want.items():
+        assert got[op] == per_token * layers * tokens, op
 
 
 @pytest.mark.parametrize("name", NAMES)
