@@ -101,9 +101,16 @@ def equal_budget(args: argparse.Namespace) -> str:
             + " |"
         )
     iters = load_config(recipe, extra).train.iters
-    return f"Equal budget, x{s}: {iters} iterations each, recipe {recipe.name}\n\n" + "\n".join(
-        rows
+    return (
+        f"Equal budget, x{s}: {iters} iterations each, recipe {recipe.name}{_overrides(extra)}"
+        "\n\n" + "\n".join(rows)
     )
+
+
+def _overrides(extra: list[str]) -> str:
+    """The --set values that changed the recipe, for the table's title."""
+    shown = [e for e in extra if not e.startswith("train.iters=")]
+    return f" with {' '.join(shown)}" if shown else ""
 
 
 ABLATIONS = {
@@ -127,7 +134,11 @@ def ablation(args: argparse.Namespace) -> str:
         weights, _ = _train(key, recipe, ["model.name=ups", override, *extra], out)
         params, _, sc = _measure(weights, ("Set5", "Set14"), 2)
         rows.append(f"| {label} | {params:,} | {sc['Set5']} | {sc['Set14']} |")
-    return f"UPS ablation ({args.what}), x2, quick budget\n\n" + "\n".join(rows)
+    iters = load_config(recipe, extra).train.iters
+    return (
+        f"UPS ablation ({args.what}), x2: {iters} iterations each, recipe {recipe.name}"
+        f"{_overrides(extra)}\n\n" + "\n".join(rows)
+    )
 
 
 def robustness(args: argparse.Namespace) -> str:
