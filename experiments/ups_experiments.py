@@ -7,7 +7,7 @@
         (1280x720 output, attention products included) and training wall time.
     python experiments/ups_experiments.py ablation [--what similarity|proj-dim|v-proj] [--iters N]
         the paper's ablations on ups (similarity function; projection dimension 8..256; value
-        projection on/off) at the quick budget, Set5/Set14 PSNR-Y.
+        projection on/off) at the quick budget, Set5/Set14 (or --datasets) PSNR/SSIM-Y.
     python experiments/ups_experiments.py robustness --weights A.safetensors [B ...]
         Set14 x4 under the LR-side degradations of shared/docs/ups.md (JPEG 40, Gaussian blur
         sigma 1.0, Gaussian noise sigma 10/255), next to clean input, for any models
@@ -127,13 +127,15 @@ def ablation(args: argparse.Namespace) -> str:
     recipe = ROOT / "configs" / "quick_ups_x2.yaml"
     extra = list(args.set) + ([f"train.iters={args.iters}"] if args.iters else [])
     out = RUNS / f"ablation_{args.what}"
-    rows = ["| setting | params | Set5 | Set14 |", "|---|---|---|---|"]
+    sets = tuple(args.datasets)
+    names = [resolve_dataset(d)[0] for d in sets]
+    rows = ["| setting | params | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(sets)]
     for override in ABLATIONS[args.what]:
         label = override.split("{", 1)[1].rstrip("}")
         key = label.replace(": ", "_").replace("-", "_")
         weights, _ = _train(key, recipe, ["model.name=ups", override, *extra], out)
-        params, _, sc = _measure(weights, ("Set5", "Set14"), 2)
-        rows.append(f"| {label} | {params:,} | {sc['Set5']} | {sc['Set14']} |")
+        params, _, sc = _measure(weights, sets, 2)
+        rows.append(f"| {label} | {params:,} | " + " | ".join(sc[d] for d in names) + " |")
     iters = load_config(recipe, extra).train.iters
     return (
         f"UPS ablation ({args.what}), x2: {iters} iterations each, recipe {recipe.name}"
@@ -170,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--datasets", nargs="+", default=list(SETS), help="evaluation sets")
     a = sub.add_parser("ablation")
     a.add_argument("--what", choices=sorted(ABLATIONS), default="similarity")
+    a.add_argument("--datasets", nargs="+", default=["Set5", "Set14"], help="evaluation sets")
     for q in (e, a):
         q.add_argument("--iters", type=int, help="iterations per run (default: the recipe's)")
         q.add_argument("--set", action="append", default=[], help="key=value for every run")

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from lightsr.io import read_image, write_image
+
 from conftest import REPO, need_shared, shared_root
 
 
@@ -28,6 +30,13 @@ def experiments(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     monkeypatch.setattr(mod, "RUNS", tmp_path / "runs")
+    # a two-image evaluation set (48x48 crops of Set5) keeps the transformer evaluations short
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    for name in ("baby.png", "bird.png"):
+        img = read_image(need_shared("datasets", "Set5", "HR", name))
+        write_image(tiny / name, img[:48, :48])
+    mod.TINY_SET = str(tiny)
     # complexity at a 64x64 input instead of 1280x720 output: the same params, a fraction of
     # the time (FLOP counts are pinned in test_bench.py and test_ups.py)
     count = mod.count_complexity
@@ -41,7 +50,7 @@ TINY = [
     "--set", "data.patch_size=16",
     "--set", "data.cache=false",
     "--set", "data.hr_dirs=['${LIGHTSR_SHARED}/datasets/T91/HR']",
-    "--set", "val.every=1000",
+    "--set", "val.datasets=[]",
     "--set", "train.log_every=1000",
 ]  # fmt: skip
 
@@ -56,7 +65,7 @@ def _rows(text: str) -> dict[str, list[str]]:
 
 
 def test_equal_budget_trains_measures_and_reuses(experiments, capsys) -> None:
-    args = ["equal-budget", "--datasets", "Set5", *TINY]
+    args = ["equal-budget", "--datasets", experiments.TINY_SET, *TINY]
     assert experiments.main(args) == 0
     out = capsys.readouterr().out
     assert "Equal budget, x2: 2 iterations each" in out
@@ -92,9 +101,11 @@ def test_robustness_table_for_exported_weights(experiments, capsys, tmp_path: Pa
 
 
 def test_ablation_value_projection(experiments, capsys) -> None:
-    assert experiments.main(["ablation", "--what", "v-proj", *TINY]) == 0
+    tiny = experiments.TINY_SET
+    assert experiments.main(["ablation", "--what", "v-proj", "--datasets", tiny, *TINY]) == 0
     out = capsys.readouterr().out
     assert "UPS ablation (v-proj), x2: 2 iterations each" in out
+    assert "| setting | params | tiny |" in out
     rows = {k: v for k, v in _rows(out).items() if k != "setting"}
     assert set(rows) == {"v_proj: false", "v_proj: true"}
     without, with_v = (int(rows[k][0].replace(",", "")) for k in ("v_proj: false", "v_proj: true"))
