@@ -25,7 +25,9 @@ from pathlib import Path
 import lightsr
 from lightsr.archs import MODELS
 from lightsr.bench import count_complexity, input_size_for_output
+from lightsr.checkpoint import read_state_dict
 from lightsr.evaluate import evaluate
+from lightsr.io import new_file_mode
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASETS = ("Set5", "Set14", "B100")
@@ -52,13 +54,6 @@ PAPER = {
     3: {"Set5": (34.34, 0.9267), "Set14": (30.33, 0.8418), "B100": (29.08, 0.8048)},
     4: {"Set5": (32.18, 0.8948), "Set14": (28.60, 0.7813), "B100": (27.58, 0.7359)},
 }
-
-
-def _metadata(path: Path) -> dict[str, str]:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        return dict(f.metadata() or {})
 
 
 def _minutes(seconds: str | None) -> str:
@@ -95,7 +90,7 @@ def card(weights_dir: Path) -> str:
     ]
     for spec in bundled:
         path = weights_dir / spec.weights
-        meta = _metadata(path)
+        meta = read_state_dict(path)[1]
         recipe = json.loads(meta.get("recipe", "{}"))
         model = lightsr.load_model(spec.name, device="cpu")
         cost = count_complexity(
@@ -176,6 +171,7 @@ def main() -> None:
         fd, tmp = tempfile.mkstemp(dir=args.output.parent, suffix=".tmp")
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        os.chmod(tmp, new_file_mode())  # mkstemp makes 0600
         os.replace(tmp, args.output)
         print(f"wrote {args.output}", file=sys.stderr)
 

@@ -30,18 +30,22 @@ def experiments(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     monkeypatch.setattr(mod, "RUNS", tmp_path / "runs")
-    # a two-image evaluation set (48x48 crops of Set5) keeps the transformer evaluations short
-    tiny = tmp_path / "tiny"
-    tiny.mkdir()
-    for name in ("baby.png", "bird.png"):
-        img = read_image(need_shared("datasets", "Set5", "HR", name))
-        write_image(tiny / name, img[:48, :48])
-    mod.TINY_SET = str(tiny)
     # complexity at a 64x64 input instead of 1280x720 output: the same params, a fraction of
     # the time (FLOP counts are pinned in test_bench.py and test_ups.py)
     count = mod.count_complexity
     monkeypatch.setattr(mod, "count_complexity", lambda model, size: count(model, (64, 64)))
     return mod
+
+
+@pytest.fixture
+def tiny_set(tmp_path: Path) -> str:
+    """A two-image evaluation set (48x48 crops of Set5): short transformer evaluations."""
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    for name in ("baby.png", "bird.png"):
+        img = read_image(need_shared("datasets", "Set5", "HR", name))
+        write_image(tiny / name, img[:48, :48])
+    return str(tiny)
 
 
 TINY = [
@@ -64,8 +68,8 @@ def _rows(text: str) -> dict[str, list[str]]:
     return rows
 
 
-def test_equal_budget_trains_measures_and_reuses(experiments, capsys) -> None:
-    args = ["equal-budget", "--datasets", experiments.TINY_SET, *TINY]
+def test_equal_budget_trains_measures_and_reuses(experiments, tiny_set, capsys) -> None:
+    args = ["equal-budget", "--datasets", tiny_set, *TINY]
     assert experiments.main(args) == 0
     out = capsys.readouterr().out
     assert "Equal budget, x2: 2 iterations each" in out
@@ -88,7 +92,7 @@ def test_equal_budget_trains_measures_and_reuses(experiments, capsys) -> None:
     assert (runs / "ups.safetensors").stat().st_mtime_ns >= stamp
 
 
-def test_robustness_table_for_exported_weights(experiments, capsys, tmp_path: Path) -> None:
+def test_robustness_table_for_exported_weights(experiments, capsys) -> None:
     need_shared("datasets", "Set14")
     assert experiments.main(["robustness", "--weights", "safmn-x4"]) == 0
     rows = _rows(capsys.readouterr().out)
@@ -100,9 +104,9 @@ def test_robustness_table_for_exported_weights(experiments, capsys, tmp_path: Pa
         assert all(p < psnr[0] for p in psnr[1:]), cells
 
 
-def test_ablation_value_projection(experiments, capsys) -> None:
-    tiny = experiments.TINY_SET
-    assert experiments.main(["ablation", "--what", "v-proj", "--datasets", tiny, *TINY]) == 0
+def test_ablation_value_projection(experiments, tiny_set, capsys) -> None:
+    args = ["ablation", "--what", "v-proj", "--datasets", tiny_set, *TINY]
+    assert experiments.main(args) == 0
     out = capsys.readouterr().out
     assert "UPS ablation (v-proj), x2: 2 iterations each" in out
     assert "| setting | params | tiny |" in out
