@@ -18,8 +18,13 @@ With ``../shared`` present it also prints the accuracy of each path against the 
 model with the real SAFMN x2 weights on Set5 (x2 LR images, 112x112 crops): max |difference| in
 [0, 1] units and PSNR.
 
-Run: ``python benchmarks/bench_fast.py [--runs 5] [--warmup 2] [--threads N] [--quick]``
-(``--quick``: only the 320x180 section, without compilation).
+The 320x180 section ends with a bound: the fast path's convolutions alone, timed at their real
+shapes with nothing in between. Its ratio to the official eager row is the most any path built
+from these oneDNN convolutions can gain on this machine.
+
+Run: ``python benchmarks/bench_fast.py [--runs 5] [--warmup 2] [--threads N] [--quick]
+[--no-large] [--fp32-only]`` (``--quick``: only the 320x180 section, without compilation;
+``--no-large``: only the 320x180 section; ``--fp32-only``: no bfloat16 rows).
 """
 
 from __future__ import annotations
@@ -184,6 +189,48 @@ def fast_path(
     return run
 
 
+def convolutions_alone(model: SAFMN, x: torch.Tensor) -> Fn:
+    """Only the convolutions the fast path runs, as oneDNN runs them (channels-last float32).
+
+    Every convolution of the network at its real shape (the head, per block the four depth-wise
+    3x3 convolutions at 1, 1/2, 1/4 and 1/8 resolution, the 1x1 aggregation, the 3x3 expansion
+    with its fused GELU and the 1x1 projection, and the tail), with nothing in between: no
+    LayerNorm, pooling, upsampling, concatenation, modulation or residual. Its speed-up over the
+    official eager row is therefore an upper bound on any path built from these direct
+    convolutions (lightsr's, compiled or not) on this machine.
+    """
+    cl = torch.channels_last
+    h, w = pad_to_multiple(x, 8).shape[-2:]
+    calls: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, int, str]] = []
+
+    def add(conv: torch.nn.Conv2d, size: tuple[int, int], attr: str = "none") -> None:
+        t = torch.rand(1, conv.in_channels, *size).contiguous(memory_format=cl)
+        wt = conv.weight.detach().contiguous(memory_format=cl)
+        bias = conv.bias.detach()
+        calls.append((t, wt, bias, conv.padding[0], conv.groups, attr))
+
+    add(model.to_feat, (h, w))
+    for blk in model.feats:
+        for i, dw in enumerate(blk.safm.mfr):
+            add(dw, (h // 2**i, w // 2**i))
+        add(blk.safm.aggr, (h, w))
+        add(blk.ccm.ccm[0], (h, w), "gelu")
+        add(blk.ccm.ccm[2], (h, w))
+    add(model.to_img[0], (h, w))
+    conv_pointwise = torch.ops.mkldnn._convolution_pointwise
+
+    def run() -> None:
+        with torch.inference_mode():
+            for t, wt, bias, pad, groups, attr in calls:
+                if attr == "none":
+                    torch.nn.functional.conv2d(t, wt, bias, padding=pad, groups=groups)
+                else:
+                    p = [pad, pad]
+                    conv_pointwise(t, wt, bias, p, [1, 1], [1, 1], groups, attr, [None], "none")
+
+    return run
+
+
 def onnxruntime_path(model: SAFMN, x: torch.Tensor, folder: Path) -> Fn | None:
     try:
         from lightsr.export import OnnxRuntimeModel, export_onnx
@@ -295,6 +342,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     ap.add_argument("--quick", action="store_true", help="320x180 only, no compilation")
     ap.add_argument("--no-accuracy", action="store_true")
+    ap.add_argument(
+        "--no-large", action="store_true", help="only the 320x180 section (with compilation)"
+    )
+    ap.add_argument(
+        "--fp32-only",
+        action="store_true",
+        help="skip the bfloat16 rows (minutes of emulation on CPUs without native bfloat16)",
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -329,13 +384,16 @@ def main() -> None:
         ("lightsr fast bf16, bf16 residual + compile",
          lambda: fast_path(model, x, bf16, "on", bf16)),
         ("lightsr onnxruntime fp32 (CPU EP)", lambda: onnxruntime_path(model, x, Path(tmp.name))),
+        ("bound: the fast path's convolutions alone (fp32)", lambda: convolutions_alone(model, x)),
     ]  # fmt: skip
     if quick:
         paths = [p for p in paths if "compile" not in p[0]]
+    if args.fp32_only:
+        paths = [p for p in paths if "bf16" not in p[0]]
     print_table("## SAFMN x4, input 320x180 (output 1280x720)", measure(paths, r, w))
     tmp.cleanup()
 
-    if not quick:
+    if not quick and not args.no_large:
         # 2. 1280x720 input
         x2 = torch.rand(1, 3, 720, 1280)
         paths = [
@@ -343,6 +401,8 @@ def main() -> None:
             ("lightsr fast fp32 + compile", lambda: fast_path(model, x2, f32, "on")),
             ("lightsr fast bf16 + compile", lambda: fast_path(model, x2, bf16, "on")),
         ]
+        if args.fp32_only:
+            paths = [p for p in paths if "bf16" not in p[0]]
         print_table("## SAFMN x4, input 1280x720 (output 5120x2880)", measure(paths, r, w))
 
         # 3. tiled, 4K output
@@ -356,6 +416,8 @@ def main() -> None:
             ("lightsr fast bf16 + compile (Upscaler)",
              lambda: tiled_upscale(model, img, t, fast=True, precision="bf16")),
         ]  # fmt: skip
+        if args.fp32_only:
+            paths = [p for p in paths if "bf16" not in p[0]]
         print_table(
             f"## SAFMN x4, 960x540 uint8 image -> 3840x2160, tiles of {t} (+32 overlap), "
             "whole upscale() call",
