@@ -467,7 +467,8 @@ def _hardware(device: torch.device, world: int) -> str:
         name = torch.cuda.get_device_name(device)
     else:
         cap = torch.backends.cpu.get_cpu_capability()
-        name = f"{cpu_name()} ({cap}), {torch.get_num_threads()} threads"
+        n = torch.get_num_threads()
+        name = f"{cpu_name()} ({cap}), {n} thread{'' if n == 1 else 's'}"
     return f"{world} x {name}" if world > 1 else name
 
 
