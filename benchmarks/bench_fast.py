@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 from lightsr.archs.safmn import SAFMN
-from lightsr.fast import CompileMode, FastRunner, FastSAFMN, cpu_name, cpu_supports_bf16
+from lightsr.fast import CompileMode, FastRunner, FastSAFMN, _conv_gelu, cpu_name, cpu_supports_bf16
 from lightsr.inference import Upscaler, pad_to_multiple
 
 CPU = torch.device("cpu")
@@ -201,32 +201,30 @@ def convolutions_alone(model: SAFMN, x: torch.Tensor) -> Fn:
     """
     cl = torch.channels_last
     h, w = pad_to_multiple(x, 8).shape[-2:]
-    calls: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, int, str]] = []
+    calls: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, int, bool]] = []
 
-    def add(conv: torch.nn.Conv2d, size: tuple[int, int], attr: str = "none") -> None:
+    def add(conv: torch.nn.Conv2d, size: tuple[int, int], gelu: bool = False) -> None:
         t = torch.rand(1, conv.in_channels, *size).contiguous(memory_format=cl)
         wt = conv.weight.detach().contiguous(memory_format=cl)
         bias = conv.bias.detach()
-        calls.append((t, wt, bias, conv.padding[0], conv.groups, attr))
+        calls.append((t, wt, bias, conv.padding[0], conv.groups, gelu))
 
     add(model.to_feat, (h, w))
     for blk in model.feats:
         for i, dw in enumerate(blk.safm.mfr):
             add(dw, (h // 2**i, w // 2**i))
         add(blk.safm.aggr, (h, w))
-        add(blk.ccm.ccm[0], (h, w), "gelu")
+        add(blk.ccm.ccm[0], (h, w), gelu=True)
         add(blk.ccm.ccm[2], (h, w))
     add(model.to_img[0], (h, w))
-    conv_pointwise = torch.ops.mkldnn._convolution_pointwise
 
     def run() -> None:
         with torch.inference_mode():
-            for t, wt, bias, pad, groups, attr in calls:
-                if attr == "none":
-                    torch.nn.functional.conv2d(t, wt, bias, padding=pad, groups=groups)
+            for t, wt, bias, pad, groups, gelu in calls:
+                if gelu:  # the fast path's own call: oneDNN's convolution with a GELU post-op
+                    _conv_gelu(t, wt, bias, pad)
                 else:
-                    p = [pad, pad]
-                    conv_pointwise(t, wt, bias, p, [1, 1], [1, 1], groups, attr, [None], "none")
+                    torch.nn.functional.conv2d(t, wt, bias, padding=pad, groups=groups)
 
     return run
 
@@ -368,6 +366,13 @@ def main() -> None:
     r, w = args.runs, args.warmup
 
     quick = args.quick
+
+    def rows(
+        paths: list[tuple[str, Callable[[], Fn | None]]],
+    ) -> list[tuple[str, Callable[[], Fn | None]]]:
+        """The rows to time: without the bfloat16 ones under --fp32-only."""
+        return [p for p in paths if not (args.fp32_only and "bf16" in p[0])]
+
     f32, bf16 = torch.float32, torch.bfloat16
 
     # 1. 320x180 input (paper Table 2)
@@ -388,9 +393,7 @@ def main() -> None:
     ]  # fmt: skip
     if quick:
         paths = [p for p in paths if "compile" not in p[0]]
-    if args.fp32_only:
-        paths = [p for p in paths if "bf16" not in p[0]]
-    print_table("## SAFMN x4, input 320x180 (output 1280x720)", measure(paths, r, w))
+    print_table("## SAFMN x4, input 320x180 (output 1280x720)", measure(rows(paths), r, w))
     tmp.cleanup()
 
     if not quick and not args.no_large:
@@ -401,9 +404,7 @@ def main() -> None:
             ("lightsr fast fp32 + compile", lambda: fast_path(model, x2, f32, "on")),
             ("lightsr fast bf16 + compile", lambda: fast_path(model, x2, bf16, "on")),
         ]
-        if args.fp32_only:
-            paths = [p for p in paths if "bf16" not in p[0]]
-        print_table("## SAFMN x4, input 1280x720 (output 5120x2880)", measure(paths, r, w))
+        print_table("## SAFMN x4, input 1280x720 (output 5120x2880)", measure(rows(paths), r, w))
 
         # 3. tiled, 4K output
         img = np.random.default_rng(0).integers(0, 256, (540, 960, 3), dtype=np.uint8)
@@ -416,12 +417,10 @@ def main() -> None:
             ("lightsr fast bf16 + compile (Upscaler)",
              lambda: tiled_upscale(model, img, t, fast=True, precision="bf16")),
         ]  # fmt: skip
-        if args.fp32_only:
-            paths = [p for p in paths if "bf16" not in p[0]]
         print_table(
             f"## SAFMN x4, 960x540 uint8 image -> 3840x2160, tiles of {t} (+32 overlap), "
             "whole upscale() call",
-            measure(paths, r, w),
+            measure(rows(paths), r, w),
         )
     if not args.no_accuracy:
         accuracy(runs_compiled=not args.quick)
