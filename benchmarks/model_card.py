@@ -35,14 +35,15 @@ DATASETS = ("Set5", "Set14", "B100")
 
 #: What a recipe file cannot say: how the bundled runs were actually stopped and resumed.
 HISTORY = {
-    2: "Four legs: iterations 1-1000 under a 5000-iteration cosine (train.iters=5000); 1001-3500 "
+    "safmn-x2": "Four legs: iterations 1-1000 under a 5000-iteration cosine "
+    "(train.iters=5000); 1001-3500 "
     "resumed from the iteration-1000 checkpoint with train.iters=3500 (bundled first at that "
     "point with Set5 36.838 dB; iterations 501-650 and 1001-1050 ran twice because of restarts, "
     "and the wall time counts them); in a later session 3501-5000 under train.iters=7000 (a warm "
     "restart, learning rate 4.9e-4 at 3550; Set5 37.011 dB at 5000), then, to end within the "
     "session, 5001-6000 under train.iters=6000, the recipe's value now. The bundled weights are "
     "the iteration-6000 EMA.",
-    3: "Six legs: iterations 1-1000 under a 2700-iteration cosine; 1001-3500 under "
+    "safmn-x3": "Six legs: iterations 1-1000 under a 2700-iteration cosine; 1001-3500 under "
     "train.iters=4000 (stopped at 3500 for lack of session time; bundled first at that point "
     "with Set5 32.815 dB); in a later session warm restarts of the cosine, each resumed from the "
     "last checkpoint: 3501-5500 under train.iters=10000 (learning rate 3.6e-4 at 3550), "
@@ -52,7 +53,7 @@ HISTORY = {
     "model.init read the x2 run's best.pt as it was then (an EMA of at most 3500 iterations, "
     "Set5 <= 36.84 dB); rerunning the recipe now starts from the later x2 body. The bundled "
     "weights are the iteration-13500 EMA.",
-    4: "Five legs: iterations 1-1000 under a 2700-iteration cosine; 1001-3500 under "
+    "safmn-x4": "Five legs: iterations 1-1000 under a 2700-iteration cosine; 1001-3500 under "
     "train.iters=4000 (stopped at 3500, learning rate 2.9e-5, for lack of session time; bundled "
     "first at that point with Set5 30.563 dB); 3501-9000 resumed in a later session with "
     "train.iters=9000, a warm restart (3.4e-4 at 3501; bundled at 9000 with Set5 30.911 dB); "
@@ -62,6 +63,13 @@ HISTORY = {
     "model.init read the x2 run's best.pt as it was then (an EMA of at most 3500 iterations, "
     "Set5 <= 36.84 dB); rerunning the recipe now starts from the later x2 body. The bundled "
     "weights are the iteration-12000 EMA.",
+    "ups-s-x4": "Two legs, from scratch (no x2 run precedes it): iterations 1-500 under "
+    "train.iters=6000 (Set5 28.845 dB at 500; stopped there because the measured 0.76 it/s "
+    "would not have ended 6000 within the session), then 501-5000 resumed from the "
+    "iteration-500 checkpoint with train.iters=5000, the recipe's value (learning rate 3.885e-4 "
+    "at 550 against 3.920e-4 under the first leg's schedule: the cosine is shortened, not "
+    "restarted; it ends at 1e-5). The compiled graphs were built once per leg. The bundled weights "
+    "are the iteration-5000 EMA.",
 }
 
 #: SAFMN, Table 1 of the paper (Sun et al., ICCV 2023), as printed: PSNR/SSIM-Y.
@@ -70,6 +78,33 @@ PAPER = {
     3: {"Set5": (34.34, 0.9267), "Set14": (30.33, 0.8418), "B100": (29.08, 0.8048)},
     4: {"Set5": (32.18, 0.8948), "Set14": (28.60, 0.7813), "B100": (27.58, 0.7359)},
 }
+
+#: What the UPS-S card says instead of a paper row: the UPS paper's tables are not reachable
+#: from here and its UPS-S sizes are unpublished (shared/docs/ups.md), so no paper number exists
+#: for this model; the same-data comparison is the bundled SAFMN of the same scale.
+NO_PAPER = (
+    "No paper row: UPS-S's sizes are lightsr's (the paper does not publish them) and the UPS "
+    "paper's tables are not available to us, so there is no published number for this model. "
+    "The comparison that means something is the bundled SAFMN of the same scale, trained on the "
+    "same 291 images by the same pipeline (the row above)."
+)
+
+
+def _architecture(spec: object) -> str:
+    """One phrase naming the architecture and its sizes, from the zoo entry's config."""
+    c = spec.config  # type: ignore[attr-defined]
+    if spec.arch == "safmn":  # type: ignore[attr-defined]
+        return f"SAFMN, dim {c['dim']}, {c['n_blocks']} blocks"
+    return (
+        f"UPS-S (lightsr's small UPS), embed dim {c['embed_dim']}, depths "
+        f"{'/'.join(map(str, c['depths']))}, {c['num_heads']} heads, window {c['window_size']}, "
+        f"one shared projection of dim {c['proj_dim']}"
+    )
+
+
+def _loss(loss: dict) -> str:
+    fft = loss.get("fft")
+    return "L1" if not fft else f"L1 + {fft} FFT"
 
 
 def _hardware(text: str | None) -> str:
@@ -95,9 +130,10 @@ def card(weights_dir: Path) -> str:
     lines = [
         "# Bundled models",
         "",
-        "lightsr ships SAFMN models that it trained itself with `lightsr train` on data it may "
-        "use (T91 + BSD200, 291 images). They are the defaults of `lightsr upscale` "
-        "(`safmn-x4`; `--scale 2|3|4` or `--model safmn-x2` pick the others). The paper's own "
+        "lightsr ships models that it trained itself with `lightsr train` on data it may "
+        "use (T91 + BSD200, 291 images): SAFMN at x2, x3 and x4, the defaults of `lightsr "
+        "upscale` (`safmn-x4`; `--scale 2|3|4` or `--model safmn-x2` pick the others), and "
+        "lightsr's small UPS at x4 (`--model ups-s-x4`). The paper's own "
         "SAFMN models were trained on DF2K (3450 2K images) for 500k iterations of batch 64; "
         "ours saw a tiny fraction of that compute, so they are below the paper's numbers by the "
         "margins shown. Every number here was measured by `python benchmarks/model_card.py`, "
@@ -109,6 +145,7 @@ def card(weights_dir: Path) -> str:
         "#FLOPs: multiply-adds for a 1280x720 output (fvcore convention, `lightsr bench`).",
         "",
     ]
+    measured: dict[str, dict] = {}
     for spec in bundled:
         path = weights_dir / spec.weights
         meta = read_state_dict(path)[1]
@@ -120,13 +157,14 @@ def card(weights_dir: Path) -> str:
         t0 = time.perf_counter()
         ours = {r.dataset: r for r in evaluate(model.upscale, spec.name, DATASETS, spec.scale)}
         eval_s = time.perf_counter() - t0
+        measured[spec.name] = ours
         bic = {r.dataset: r for r in evaluate("bicubic", "bicubic", DATASETS, spec.scale)}
         data = recipe.get("data", {})
         train = recipe.get("train", {})
         lines += [
             f"## `{spec.name}` (`{spec.weights}`, {path.stat().st_size / 1e6:.2f} MB)",
             "",
-            f"- Architecture: SAFMN, dim {spec.config['dim']}, {spec.config['n_blocks']} blocks, "
+            f"- Architecture: {_architecture(spec)}, "
             f"x{spec.scale}; {cost.params:,} params, {cost.flops / 1e9:.2f}G FLOPs, "
             f"{cost.acts / 1e6:.2f}M activations (1280x720 output).",
             f"- Training: {meta.get('source', '?')}; data "
@@ -134,8 +172,8 @@ def card(weights_dir: Path) -> str:
             f"(LR by MATLAB-exact bicubic on the fly), batch {data.get('batch_size', '?')} of "
             f"{data.get('patch_size', '?')}x{data.get('patch_size', '?')} LR patches, "
             f"{recipe.get('optim', {}).get('name', 'adam')} lr {recipe.get('optim', {}).get('lr')}"
-            f" {recipe.get('schedule', {}).get('name', '')}, loss L1 + "
-            f"{recipe.get('loss', {}).get('fft')} FFT, EMA {train.get('ema_decay')}, "
+            f" {recipe.get('schedule', {}).get('name', '')}, loss "
+            f"{_loss(recipe.get('loss', {}))}, EMA {train.get('ema_decay')}, "
             f"{train.get('precision')}"
             + (
                 f", initialised from `{recipe['model']['init']}`"
@@ -146,22 +184,14 @@ def card(weights_dir: Path) -> str:
             f"- Hardware and wall time: {_hardware(meta.get('hardware'))}, "
             f"{_minutes(meta.get('train_seconds'))}; best Set5 validation "
             f"{meta.get('best_val_psnr', '?')} (EMA weights bundled: {meta.get('weights')}).",
-            f"- History: {HISTORY[spec.scale]}" if spec.scale in HISTORY else "",
+            f"- History: {HISTORY[spec.name]}" if spec.name in HISTORY else "",
             "",
             "| | Set5 | Set14 | B100 |",
             "|---|---|---|---|",
             "| lightsr (bundled) | "
             + " | ".join(f"{ours[d].psnr:.2f}/{ours[d].ssim:.4f}" for d in DATASETS)
             + " |",
-            "| SAFMN paper (DF2K, 500k it) | "
-            + " | ".join(f"{p:.2f}/{s:.4f}" for p, s in (PAPER[spec.scale][d] for d in DATASETS))
-            + " |",
-            "| bicubic | "
-            + " | ".join(f"{bic[d].psnr:.2f}/{bic[d].ssim:.4f}" for d in DATASETS)
-            + " |",
-            "| lightsr - paper (dB) | "
-            + " | ".join(f"{ours[d].psnr - PAPER[spec.scale][d][0]:+.2f}" for d in DATASETS)
-            + " |",
+            *_comparison_rows(spec, ours, bic, measured),
             "",
             f"Set5 PSNR to 3 decimals (pinned by tests/test_bundled.py): "
             f"{ours['Set5'].psnr:.3f} dB. Evaluation of the three sets took {eval_s:.0f} s here.",
@@ -177,6 +207,41 @@ def card(weights_dir: Path) -> str:
             "",
         ]
     return "\n".join(lines)
+
+
+def _row(label: str, values: list[tuple[float, float]]) -> str:
+    return f"| {label} | " + " | ".join(f"{p:.2f}/{s:.4f}" for p, s in values) + " |"
+
+
+def _comparison_rows(spec: object, ours: dict, bic: dict, measured: dict) -> list[str]:
+    """The rows under the bundled model's: the paper's (SAFMN) or the same-data SAFMN (UPS-S)."""
+    scale = spec.scale  # type: ignore[attr-defined]
+    bicubic = _row("bicubic", [(bic[d].psnr, bic[d].ssim) for d in DATASETS])
+    if spec.arch == "safmn":  # type: ignore[attr-defined]
+        paper = PAPER[scale]
+        return [
+            _row("SAFMN paper (DF2K, 500k it)", [paper[d] for d in DATASETS]),
+            bicubic,
+            "| lightsr - paper (dB) | "
+            + " | ".join(f"{ours[d].psnr - paper[d][0]:+.2f}" for d in DATASETS)
+            + " |",
+        ]
+    rows = []
+    safmn = measured.get(f"safmn-x{scale}")
+    if safmn:
+        rows += [
+            _row(
+                f"lightsr `safmn-x{scale}` (bundled, same data)",
+                [(safmn[d].psnr, safmn[d].ssim) for d in DATASETS],
+            ),
+            bicubic,
+            "| lightsr ups-s - safmn (dB) | "
+            + " | ".join(f"{ours[d].psnr - safmn[d].psnr:+.2f}" for d in DATASETS)
+            + " |",
+        ]
+    else:
+        rows.append(bicubic)
+    return [*rows, "", NO_PAPER]
 
 
 def main() -> None:

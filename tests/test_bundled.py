@@ -1,4 +1,5 @@
-"""The bundled SAFMN models: present, loaded offline, detected, the defaults, and pinned on Set5.
+"""The bundled models (SAFMN x2/x3/x4, UPS-S x4): present, loaded offline, detected, the
+defaults, and pinned on Set5.
 
 The Set5 values are what ``python benchmarks/model_card.py`` measured for the committed weights
 (docs/models.md). A change to the model code, the bicubic resize, the metrics or the weights
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 
 import lightsr
+from lightsr.archs import MODELS
 from lightsr.checkpoint import load_checkpoint
 from lightsr.cli import main
 from lightsr.evaluate import evaluate
@@ -24,6 +26,7 @@ WEIGHTS = Path(lightsr.__file__).resolve().parent / "weights"
 
 #: Set5 PSNR-Y (dB), measured by benchmarks/model_card.py for the committed weights.
 SET5_PSNR = {2: 37.069, 3: 33.306, 4: 31.004}
+UPS_S_X4_SET5_PSNR = 30.244
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
@@ -61,3 +64,32 @@ def test_readme_main_job_upscales_the_sample(tmp_path: Path) -> None:
     assert main(["upscale", str(sample), "-o", str(out), "-q"]) == 0
     assert read_image(out).shape == (192 * 4, 256 * 4, 3)
     assert (REPO / "examples" / "README.md").read_text().count("CC0") >= 1
+
+
+def test_bundled_ups_s_x4_loads_offline_and_is_detected() -> None:
+    path = WEIGHTS / "ups_s_x4.safetensors"
+    assert path.is_file(), f"{path} is missing: the package must ship its UPS-S x4 model"
+    assert path.stat().st_size < 2_000_000
+    net, found = load_checkpoint(path)
+    assert (found.arch, found.scale) == ("ups", 4)
+    assert found.config == MODELS["ups-s-x4"].config
+    assert sum(p.numel() for p in net.parameters()) == 334_176
+    model = lightsr.load_model("ups-s", scale=4, device="cpu")
+    assert model.name == "ups-s-x4"
+    # sides that are not multiples of the window (8): padded and cropped back
+    out = model.upscale(np.random.default_rng(0).random((19, 26, 3), dtype=np.float32))
+    assert out.shape == (19 * 4, 26 * 4, 3) and np.isfinite(out).all()
+
+
+def test_ups_s_x4_set5_psnr_is_pinned() -> None:
+    need_shared("datasets", "Set5")
+    model = lightsr.load_model("ups-s-x4", device="cpu")
+    (result,) = evaluate(model.upscale, "ups-s-x4", ["Set5"], 4)
+    assert abs(result.psnr - UPS_S_X4_SET5_PSNR) <= 0.01, result.psnr
+
+
+def test_cli_upscales_with_bundled_ups_s(tmp_path: Path) -> None:
+    out = tmp_path / "chelsea_ups.png"
+    sample = REPO / "examples" / "chelsea.png"
+    assert main(["upscale", str(sample), "--model", "ups-s-x4", "-o", str(out), "-q"]) == 0
+    assert read_image(out).shape == (192 * 4, 256 * 4, 3)

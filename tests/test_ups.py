@@ -185,6 +185,31 @@ def test_detection_and_safetensors_keep_every_option(tmp_path) -> None:
         torch.testing.assert_close(loaded(x), m(x))
 
 
+@pytest.mark.parametrize("arch", ["ups", "swinir"])
+def test_safetensors_leave_out_derived_buffers(arch: str, tmp_path) -> None:
+    """Masks and position indices are rebuilt from the config: not stored, yet loaded strictly."""
+    torch.manual_seed(0)
+    m = build_arch(arch, scale=2, embed_dim=24, depths=[2, 2], num_heads=4, img_size=16)
+    path = save_safetensors(m, tmp_path / "m.safetensors")
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        keys = set(f.keys())
+    full = set(m.state_dict())
+    assert {k for k in full if k.endswith((".attn_mask", ".relative_position_index"))}
+    assert keys == {k for k in full if not k.endswith((".attn_mask", ".relative_position_index"))}
+    loaded, _ = load_checkpoint(path)
+    x = torch.rand(1, 3, 16, 24)  # shifted-window masks for a size other than img_size too
+    m.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), m(x))
+    # a file that carries them (official SwinIR style) still loads strictly
+    torch.save(m.state_dict(), tmp_path / "full.pth")
+    again, _ = load_checkpoint(tmp_path / "full.pth")
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), m(x))
+
+
 def test_tiled_equals_untiled() -> None:
     torch.manual_seed(0)
     m = build_model("ups-s-x2")

@@ -41,6 +41,13 @@ StateDict = dict[str, torch.Tensor]
 _WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model_ema", "model", "net", "generator")
 _STRIP_PREFIXES = ("module.", "_orig_mod.")
 
+#: Buffers that are functions of the architecture's config alone (SwinIR/UPS window attention:
+#: the shifted-window mask for the training size and the relative-position index). They are
+#: not learned, so :func:`save_safetensors` leaves them out (eight 64x64x64 masks would make a
+#: 1.3 MB UPS-S file 9.7 MB) and :func:`load_checkpoint` takes them from the freshly built
+#: model when a file lacks them; files that carry them (official SwinIR) still load strictly.
+DERIVED_BUFFERS = (".attn_mask", ".relative_position_index")
+
 
 @dataclass(frozen=True)
 class Detected:
@@ -447,8 +454,11 @@ def load_checkpoint(
             "of lightsr's models (see `lightsr models`)"
         )
     model = build_arch(found.arch, scale=found.scale, **found.config)
+    derived = {
+        k: v for k, v in model.state_dict().items() if k.endswith(DERIVED_BUFFERS) and k not in sd
+    }
     try:
-        model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True)
+        model.load_state_dict({**derived, **{k: v.float() for k, v in sd.items()}}, strict=True)
     except RuntimeError as exc:
         raise CheckpointError(
             f"{path}: tensors do not match the detected {found.arch} x{found.scale} "
@@ -504,15 +514,18 @@ def save_safetensors(
 ) -> Path:
     """Write weights as ``.safetensors`` with metadata (``arch``, ``config`` as JSON, ``scale``).
 
+    Buffers derived from the config (:data:`DERIVED_BUFFERS`) are not written.
+
     When ``arch``/``config``/``scale`` are omitted they are detected from the tensors. The write
     is atomic: a temporary file in the same folder, then a rename.
     """
     from safetensors.torch import save_file
 
     sd = model_or_state.state_dict() if isinstance(model_or_state, nn.Module) else model_or_state
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in sd.items()}
+    full = {k: v.detach().to("cpu").contiguous() for k, v in sd.items()}
+    tensors = {k: v for k, v in full.items() if not k.endswith(DERIVED_BUFFERS)}
     if arch is None or config is None or scale is None:
-        found = detect_arch(tensors)
+        found = detect_arch(full)  # the masks' size tells a SwinIR file's img_size
         if found is None:
             raise CheckpointError(
                 f"{path}: cannot detect the architecture; pass arch, config and scale"

@@ -210,7 +210,8 @@ def _transformer_specs() -> list[ModelSpec]:
     """SwinIR-light (the UPS baseline) and UPS / UPS-S (lightsr's specification of the paper).
 
     ``ups-s`` is lightsr's small configuration for quick and data-efficiency experiments; the
-    paper's exact UPS-S sizes are not published.
+    paper's exact UPS-S sizes are not published. ``ups-s-x4`` has bundled weights trained by
+    lightsr (``configs/bundle_ups_s_x4.yaml``).
     """
     sizes: dict[str, tuple[str, dict[str, Any], str]] = {
         "swinir-light": (
@@ -239,6 +240,8 @@ def _transformer_specs() -> list[ModelSpec]:
             config=config,
             scale=scale,
             description=f"{desc}, x{scale}",
+            # lightsr trained and bundles UPS-S at x4 only (docs/models.md)
+            weights="ups_s_x4.safetensors" if (base, scale) == ("ups-s", 4) else None,
         )
         for base, (arch, config, desc) in sizes.items()
         for scale in (2, 3, 4)
