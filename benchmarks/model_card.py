@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import lightsr
-from lightsr.archs import MODELS
+from lightsr.archs import MODELS, ModelSpec
 from lightsr.bench import count_complexity, input_size_for_output
 from lightsr.checkpoint import read_state_dict
 from lightsr.evaluate import evaluate
@@ -90,15 +90,16 @@ NO_PAPER = (
 )
 
 
-def _architecture(spec: object) -> str:
-    """One phrase naming the architecture and its sizes, from the zoo entry's config."""
-    c = spec.config  # type: ignore[attr-defined]
-    if spec.arch == "safmn":  # type: ignore[attr-defined]
+def _architecture(spec: ModelSpec) -> str:
+    """One phrase naming the architecture and its sizes, from the registry entry."""
+    c = spec.config
+    if spec.arch == "safmn":
         return f"SAFMN, dim {c['dim']}, {c['n_blocks']} blocks"
+    name = spec.description.rsplit(", x", 1)[0]  # "UPS-S, lightsr's small UPS (sizes are ours)"
+    proj = f", one shared projection of dim {c['proj_dim']}" if "proj_dim" in c else ""
     return (
-        f"UPS-S (lightsr's small UPS), embed dim {c['embed_dim']}, depths "
-        f"{'/'.join(map(str, c['depths']))}, {c['num_heads']} heads, window {c['window_size']}, "
-        f"one shared projection of dim {c['proj_dim']}"
+        f"{name}, embed dim {c['embed_dim']}, depths {'/'.join(map(str, c['depths']))}, "
+        f"{c['num_heads']} heads, window {c['window_size']}{proj}"
     )
 
 
@@ -213,34 +214,32 @@ def _row(label: str, values: list[tuple[float, float]]) -> str:
     return f"| {label} | " + " | ".join(f"{p:.2f}/{s:.4f}" for p, s in values) + " |"
 
 
-def _comparison_rows(spec: object, ours: dict, bic: dict, measured: dict) -> list[str]:
-    """The rows under the bundled model's: the paper's (SAFMN) or the same-data SAFMN (UPS-S)."""
-    scale = spec.scale  # type: ignore[attr-defined]
+def _gap_row(label: str, ours: dict, reference: dict[str, float]) -> str:
+    gaps = " | ".join(f"{ours[d].psnr - reference[d]:+.2f}" for d in DATASETS)
+    return f"| {label} | {gaps} |"
+
+
+def _comparison_rows(spec: ModelSpec, ours: dict, bic: dict, measured: dict) -> list[str]:
+    """The rows under the bundled model's: the paper's (SAFMN) or the same-data SAFMN (others)."""
     bicubic = _row("bicubic", [(bic[d].psnr, bic[d].ssim) for d in DATASETS])
-    if spec.arch == "safmn":  # type: ignore[attr-defined]
-        paper = PAPER[scale]
+    if spec.arch == "safmn":
+        paper = PAPER[spec.scale]
         return [
             _row("SAFMN paper (DF2K, 500k it)", [paper[d] for d in DATASETS]),
             bicubic,
-            "| lightsr - paper (dB) | "
-            + " | ".join(f"{ours[d].psnr - paper[d][0]:+.2f}" for d in DATASETS)
-            + " |",
+            _gap_row("lightsr - paper (dB)", ours, {d: paper[d][0] for d in DATASETS}),
         ]
-    rows = []
-    safmn = measured.get(f"safmn-x{scale}")
+    safmn_name = f"safmn-x{spec.scale}"
+    safmn = measured.get(safmn_name)
+    rows = [bicubic]
     if safmn:
-        rows += [
-            _row(
-                f"lightsr `safmn-x{scale}` (bundled, same data)",
-                [(safmn[d].psnr, safmn[d].ssim) for d in DATASETS],
-            ),
+        rows = [
+            _row(f"lightsr `{safmn_name}` (bundled, same data)",
+                 [(safmn[d].psnr, safmn[d].ssim) for d in DATASETS]),
             bicubic,
-            "| lightsr ups-s - safmn (dB) | "
-            + " | ".join(f"{ours[d].psnr - safmn[d].psnr:+.2f}" for d in DATASETS)
-            + " |",
-        ]
-    else:
-        rows.append(bicubic)
+            _gap_row(f"lightsr {spec.name.rsplit('-x', 1)[0]} - safmn (dB)", ours,
+                     {d: safmn[d].psnr for d in DATASETS}),
+        ]  # fmt: skip
     return [*rows, "", NO_PAPER]
 
 
