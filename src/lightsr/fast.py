@@ -258,6 +258,16 @@ def _conv_gelu(
     return F.gelu(F.conv2d(x, w, b, padding=padding))
 
 
+def _native_ok(x: torch.Tensor) -> bool:
+    """Whether the native CCM kernel may run on ``x`` (float32 CPU, not traced for export)."""
+    return (
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and not torch.jit.is_tracing()
+        and not torch.onnx.is_in_onnx_export()
+    )
+
+
 def _frozen(t: torch.Tensor, dtype: torch.dtype) -> nn.Parameter:
     """A copy of ``t`` as a parameter without gradient (inductor's freezing folds parameters)."""
     t = t.detach().to(dtype).clone()
@@ -268,7 +278,9 @@ def _frozen(t: torch.Tensor, dtype: torch.dtype) -> nn.Parameter:
 class _FastBlock(nn.Module):
     """One feature mixing module, ``Y = SAFM(LN(X)) + X; Z = CCM(LN(Y)) + Y`` (Eq. 1)."""
 
-    def __init__(self, blk: nn.Module, dtype: torch.dtype, residual_dtype: torch.dtype) -> None:
+    def __init__(
+        self, blk: nn.Module, dtype: torch.dtype, residual_dtype: torch.dtype, native: bool
+    ) -> None:
         super().__init__()
         safm = blk.safm
         self.n_levels: int = safm.n_levels
@@ -292,11 +304,25 @@ class _FastBlock(nn.Module):
         self.register_parameter("c1_b", _frozen(conv1.bias, dtype))
         self.register_parameter("c2_w", _frozen(conv2.weight, dtype))
         self.register_parameter("c2_b", _frozen(conv2.bias, dtype))
+        # The native CCM kernel (float32 only): weights in its layout, derived, never saved.
+        self.native = native and dtype == torch.float32 and residual_dtype == torch.float32
+        if self.native:
+            from .native import MAX_CHANNELS, pack_ccm, pack_safm
+
+            self.native = self.dim <= MAX_CHANNELS and self.dim % self.n_levels == 0
+        if self.native:
+            packed = pack_ccm(conv1.weight, conv1.bias, conv2.weight, conv2.bias)
+            packed += pack_safm(safm.aggr.weight, safm.aggr.bias, blk.norm2.weight, blk.norm2.bias)
+            names = ("nat_u", "nat_b1", "nat_w2", "nat_b2", "nat_wa", "nat_ba", "nat_lw", "nat_lb")
+            for name, t in zip(names, packed, strict=True):
+                self.register_buffer(name, t, persistent=False)
 
     def _dw(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         return getattr(self, f"dw{i}_w"), getattr(self, f"dw{i}_b")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.native and _native_ok(x):
+            return self._forward_native(x)
         c, rd = self.chunk, self.residual_dtype
         # --- SAFM (Sec. 3.2): Y = SAFM(LN(X)) + X
         y = _channel_layer_norm(x, self.n1w, self.n1b, self.eps, self.dim).to(self.dtype)
@@ -318,6 +344,28 @@ class _FastBlock(nn.Module):
         h = _conv_gelu(y, self.c1_w, self.c1_b, 1)
         return F.conv2d(h, self.c2_w, self.c2_b).to(rd) + x
 
+    def _forward_native(self, x: torch.Tensor) -> torch.Tensor:
+        """The same block with lightsr's native kernels (float32 CPU, :mod:`lightsr.native`).
+
+        PyTorch runs the first LayerNorm, the pooling and the depth-wise convolutions (a small
+        share of the work); ``safm_out`` does the aggregation, GELU, modulation, residual and
+        the second LayerNorm in one pass (the levels' nearest upsampling is an index lookup
+        there), and ``ccm_f43`` the CCM with its residual.
+        """
+        from .native import ccm_f43, safm_out
+
+        c = self.chunk
+        y = _channel_layer_norm(x, self.n1w, self.n1b, self.eps, self.dim)
+        w0, b0 = self._dw(0)
+        levels = [F.conv2d(y[:, :c], w0, b0, padding=1, groups=c)]
+        for i in range(1, self.n_levels):
+            k = 2**i
+            s = F.max_pool2d(y[:, i * c : (i + 1) * c], k, k)
+            wi, bi = self._dw(i)
+            levels.append(F.conv2d(s, wi, bi, padding=1, groups=c))
+        x, y = safm_out(x, y, levels, self.nat_wa, self.nat_ba, self.nat_lw, self.nat_lb, self.eps)
+        return ccm_f43(x, y, self.nat_u, self.nat_b1, self.nat_w2, self.nat_b2)
+
 
 class FastSAFMN(nn.Module):
     """Inference-only SAFMN with the weights of ``model`` and the same outputs, computed faster.
@@ -331,6 +379,9 @@ class FastSAFMN(nn.Module):
         dtype: dtype of the convolutions and activations (float32, bfloat16, float16).
         residual_dtype: dtype of the residual stream, LayerNorm, GELU and modulation product;
             float32 (default) keeps low-precision outputs close to float32 ones.
+        native: run each block's CCM through lightsr's native Winograd kernel
+            (:mod:`lightsr.native`) on float32 CPU inputs. None (default): when it is available
+            on this machine; False: always the PyTorch formulation (oneDNN's convolutions).
 
     Raises:
         ValueError: when ``model`` is not supported.
@@ -344,6 +395,7 @@ class FastSAFMN(nn.Module):
         *,
         dtype: torch.dtype = torch.float32,
         residual_dtype: torch.dtype = torch.float32,
+        native: bool | None = None,
     ) -> None:
         super().__init__()
         reason = fast_unsupported_reason(model)
@@ -356,7 +408,14 @@ class FastSAFMN(nn.Module):
         to_img = model.to_img[0]
         self.register_parameter("feat_w", _frozen(model.to_feat.weight, dtype))
         self.register_parameter("feat_b", _frozen(model.to_feat.bias, dtype))
-        self.blocks = nn.ModuleList(_FastBlock(blk, dtype, residual_dtype) for blk in model.feats)
+        if native is None:
+            from .native import unavailable_reason
+
+            native = dtype == torch.float32 and unavailable_reason() is None
+        self.native: bool = bool(native) and dtype == torch.float32
+        self.blocks = nn.ModuleList(
+            _FastBlock(blk, dtype, residual_dtype, self.native) for blk in model.feats
+        )
         self.register_parameter("img_w", _frozen(to_img.weight, dtype))
         self.register_parameter("img_b", _frozen(to_img.bias, dtype))
         self.eval()

@@ -1,0 +1,497 @@
+// Native CPU kernels for SAFMN's feature mixing module (x86-64 with AVX2 and FMA, float32, all
+// activations channels last). Built at run time by lightsr.native (g++ -O3 -mavx2 -mfma
+// -fopenmp) and called through ctypes. Two kernels, which together cover everything in a block
+// after the first LayerNorm, the pooling and the depth-wise convolutions:
+//
+// lsr_safm_out: the SAFM's aggregation, activation, modulation and residual, then the CCM's
+//   LayerNorm, per pixel (the nearest upsampling of the pooled levels is an index lookup):
+//
+//     x' = x + gelu(conv1x1(cat(s0, up2(s1), up4(s2), up8(s3))) + ba) * y      (Eqs. 3-4, 1)
+//     y' = LayerNorm(x')
+//
+// lsr_ccm_f43: the convolutional channel mixer and its residual:
+//
+//     out = x' + conv1x1(gelu(conv3x3(y') + b1)) + b2
+//
+//   The 3x3 convolution uses Winograd's minimal filtering algorithm F(4x4, 3x3) (Lavin & Gray,
+//   "Fast Algorithms for Convolutional Neural Networks", 2016): a 4x4 output tile costs 36
+//   multiplications per channel pair instead of 144. Groups of tiles go through the input
+//   transform, 36 small matrix products, the output transform, bias, exact (erf) GELU, the 1x1
+//   projection and the residual while they are in the core's caches; the expanded activations
+//   (twice the channels) are never written to memory.
+//
+// Layouts (float32, C-contiguous; C channels, E = expanded channels; H, W multiples of 8):
+//   x, y, out, x', y'   (N, H, W, C)
+//   s_i                 (N, H >> i, W >> i, C / levels)   the SAFM's levels after their 3x3 dw
+//   Wa                  (C, CP)       aggregation weights transposed, CP = C rounded up to 8
+//   ba, b2, lw, lb      (CP)          zero padded (lw, lb: the LayerNorm's weight and bias)
+//   U                   (36, C, EP)   Winograd-domain 3x3 weights, EP = E rounded up to 24
+//   b1                  (EP)
+//   W2                  (E, CP)       1x1 projection weights transposed
+
+#include <immintrin.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+namespace {
+
+// Tiles per group: the products run as NT / 4 register-blocked passes of four tiles each, so a
+// block of Winograd weights, read from L2, is reused from L1 by the later passes.
+constexpr int NT = 8;
+constexpr int MAX_C = 512;  // lsr_safm_out's per-pixel buffers
+
+// ---- exact GELU with a vector erf ---------------------------------------------------------
+
+inline __m256 exp_neg(__m256 x) {
+    // exp(x) for x <= 0 (Cephes expf: range reduction by ln 2, degree-5 polynomial).
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    const __m256i e = _mm256_slli_epi32(
+        _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+inline __m256 gelu(__m256 x) {
+    // 0.5 x (1 + erf(x / sqrt 2)); erf by Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7).
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256 z = _mm256_mul_ps(x, _mm256_set1_ps(0.70710678118654752f));
+    const __m256 az = _mm256_andnot_ps(sign, z);
+    // t = 1 / (1 + p |z|): the approximate reciprocal refined by one Newton step (~2e-7 relative)
+    const __m256 den = _mm256_fmadd_ps(az, _mm256_set1_ps(0.3275911f), _mm256_set1_ps(1.0f));
+    const __m256 r0 = _mm256_rcp_ps(den);
+    const __m256 t = _mm256_mul_ps(r0, _mm256_fnmadd_ps(den, r0, _mm256_set1_ps(2.0f)));
+    __m256 p = _mm256_set1_ps(1.061405429f);
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.453152027f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.421413741f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.284496736f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.254829592f));
+    p = _mm256_mul_ps(p, t);
+    const __m256 erf_abs = _mm256_fnmadd_ps(p, exp_neg(_mm256_mul_ps(_mm256_sub_ps(_mm256_setzero_ps(), az), az)),
+                                            _mm256_set1_ps(1.0f));
+    const __m256 erf = _mm256_or_ps(erf_abs, _mm256_and_ps(sign, z));
+    return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x),
+                         _mm256_add_ps(_mm256_set1_ps(1.0f), erf));
+}
+
+// ---- Winograd transforms --------------------------------------------------------------------
+
+// r = B^T d for six rows of channels (B^T of F(4x4, 3x3)), eight channels at a time: n_full
+// whole vectors, then one vector of which only the lanes in `tail` are read (masked loads, so
+// that no byte past a pixel's C channels is touched). r rows are written whole (padded).
+inline void input_rows(const float* const d[6], float* const r[6], int n_full, __m256i tail,
+                       bool has_tail) {
+    const __m256 four = _mm256_set1_ps(4.0f), five = _mm256_set1_ps(5.0f),
+                 two = _mm256_set1_ps(2.0f);
+    const int n = n_full + (has_tail ? 1 : 0);
+    for (int v = 0; v < n; ++v) {
+        __m256 x[6];
+        if (v < n_full)
+            for (int i = 0; i < 6; ++i) x[i] = _mm256_loadu_ps(d[i] + 8 * v);
+        else
+            for (int i = 0; i < 6; ++i) x[i] = _mm256_maskload_ps(d[i] + 8 * v, tail);
+        const __m256 d4_d2 = _mm256_sub_ps(x[4], x[2]);
+        const __m256 d3_d1 = _mm256_sub_ps(x[3], x[1]);
+        // r0 = 4 d0 - 5 d2 + d4;       r5 = 4 d1 - 5 d3 + d5
+        _mm256_storeu_ps(r[0] + 8 * v, _mm256_fnmadd_ps(five, x[2], _mm256_fmadd_ps(four, x[0], x[4])));
+        _mm256_storeu_ps(r[5] + 8 * v, _mm256_fnmadd_ps(five, x[3], _mm256_fmadd_ps(four, x[1], x[5])));
+        // r1 = (d3 + d4) - 4 (d1 + d2); r2 = (d4 - d3) + 4 (d1 - d2)
+        _mm256_storeu_ps(r[1] + 8 * v, _mm256_fnmadd_ps(four, _mm256_add_ps(x[1], x[2]), _mm256_add_ps(x[3], x[4])));
+        _mm256_storeu_ps(r[2] + 8 * v, _mm256_fmadd_ps(four, _mm256_sub_ps(x[1], x[2]), _mm256_sub_ps(x[4], x[3])));
+        // r3 = (d4 - d2) + 2 (d3 - d1); r4 = (d4 - d2) - 2 (d3 - d1)
+        _mm256_storeu_ps(r[3] + 8 * v, _mm256_fmadd_ps(two, d3_d1, d4_d2));
+        _mm256_storeu_ps(r[4] + 8 * v, _mm256_fnmadd_ps(two, d3_d1, d4_d2));
+    }
+}
+
+// Four outputs from six vectors: A^T m (A^T of F(4x4, 3x3)).
+inline void output_rows(const __m256 m[6], __m256 o[4]) {
+    const __m256 s12 = _mm256_add_ps(m[1], m[2]), d12 = _mm256_sub_ps(m[1], m[2]);
+    const __m256 s34 = _mm256_add_ps(m[3], m[4]), d34 = _mm256_sub_ps(m[3], m[4]);
+    o[0] = _mm256_add_ps(_mm256_add_ps(m[0], s12), s34);
+    o[1] = _mm256_fmadd_ps(_mm256_set1_ps(2.0f), d34, d12);
+    o[2] = _mm256_fmadd_ps(_mm256_set1_ps(4.0f), s34, s12);
+    o[3] = _mm256_add_ps(_mm256_fmadd_ps(_mm256_set1_ps(8.0f), d34, d12), m[5]);
+}
+
+// ---- register-blocked matrix products ---------------------------------------------------------
+
+// acc[t][0:24] = sum_c a[t * lda + c] * b[c * ldb + 0:24], t < 4; stores to o[t * ldo].
+inline void gemm_4x24(const float* a, int lda, const float* b, int ldb, int k, float* o, int ldo) {
+    __m256 acc[4][3];
+    for (int t = 0; t < 4; ++t)
+        for (int v = 0; v < 3; ++v) acc[t][v] = _mm256_setzero_ps();
+    for (int c = 0; c < k; ++c) {
+        const float* bc = b + (size_t)c * ldb;
+        const __m256 b0 = _mm256_loadu_ps(bc), b1 = _mm256_loadu_ps(bc + 8),
+                     b2 = _mm256_loadu_ps(bc + 16);
+        for (int t = 0; t < 4; ++t) {
+            const __m256 av = _mm256_broadcast_ss(a + (size_t)t * lda + c);
+            acc[t][0] = _mm256_fmadd_ps(av, b0, acc[t][0]);
+            acc[t][1] = _mm256_fmadd_ps(av, b1, acc[t][1]);
+            acc[t][2] = _mm256_fmadd_ps(av, b2, acc[t][2]);
+        }
+    }
+    for (int t = 0; t < 4; ++t)
+        for (int v = 0; v < 3; ++v) _mm256_storeu_ps(o + (size_t)t * ldo + 8 * v, acc[t][v]);
+}
+
+// The 1x1 projection of P pixels to NV vectors of output channels, with bias and residual:
+// o[i][0:8 NV] = x[i][0:8 NV] + b[0:8 NV] + sum_e a[i][e] w[e * ldw + 0:8 NV]. With `masked`,
+// the last vector is read and written only in the lanes of `tail` (a pixel's last channels).
+template <int P, int NV>
+inline void project(const float* const a[P], const float* w, int ldw, int k, const float* b,
+                    const float* const x[P], float* const o[P], bool masked, __m256i tail) {
+    __m256 acc[P][NV];
+    for (int v = 0; v < NV; ++v) {
+        const bool part = masked && v == NV - 1;
+        const __m256 bv = _mm256_loadu_ps(b + 8 * v);
+        for (int i = 0; i < P; ++i) {
+            const __m256 xv = part ? _mm256_maskload_ps(x[i] + 8 * v, tail)
+                                   : _mm256_loadu_ps(x[i] + 8 * v);
+            acc[i][v] = _mm256_add_ps(xv, bv);
+        }
+    }
+    for (int e = 0; e < k; ++e) {
+        const float* we = w + (size_t)e * ldw;
+        __m256 wv[NV];
+        for (int v = 0; v < NV; ++v) wv[v] = _mm256_loadu_ps(we + 8 * v);
+        for (int i = 0; i < P; ++i) {
+            const __m256 av = _mm256_broadcast_ss(a[i] + e);
+            for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_fmadd_ps(av, wv[v], acc[i][v]);
+        }
+    }
+    for (int v = 0; v < NV; ++v) {
+        const bool part = masked && v == NV - 1;
+        for (int i = 0; i < P; ++i) {
+            if (part) _mm256_maskstore_ps(o[i] + 8 * v, tail, acc[i][v]);
+            else _mm256_storeu_ps(o[i] + 8 * v, acc[i][v]);
+        }
+    }
+}
+
+// project() over all output channels in chunks of at most 3 vectors: 4 x 3 accumulators, 3
+// weight vectors and a broadcast fill the 16 AVX registers.
+template <int P>
+inline void project_all(const float* const a[P], const float* w, int ldw, int k, const float* b,
+                        const float* const x[P], float* const o[P], int C, __m256i tail) {
+    const int nvec = (C + 7) / 8;
+    for (int v0 = 0; v0 < nvec; v0 += 3) {
+        const int nv = nvec - v0 < 3 ? nvec - v0 : 3;
+        const bool masked = (v0 + nv == nvec) && (C % 8 != 0);
+        const float* xs[P];
+        float* os[P];
+        for (int i = 0; i < P; ++i) {
+            xs[i] = x[i] + 8 * v0;
+            os[i] = o[i] + 8 * v0;
+        }
+        const float* wc = w + 8 * v0;
+        const float* bc = b + 8 * v0;
+        switch (nv) {
+            case 3: project<P, 3>(a, wc, ldw, k, bc, xs, os, masked, tail); break;
+            case 2: project<P, 2>(a, wc, ldw, k, bc, xs, os, masked, tail); break;
+            default: project<P, 1>(a, wc, ldw, k, bc, xs, os, masked, tail); break;
+        }
+    }
+}
+
+}  // namespace
+
+extern "C" {
+
+// Scratch floats one call needs (the caller may also pass NULL to have it allocated).
+long lsr_ccm_scratch_floats(int C, int E) {
+    const long EP = (E + 23) / 24 * 24, CP = (C + 7) / 8 * 8;
+    return 36L * NT * CP     // V: transformed input tiles
+           + 36L * NT * EP   // M: products in the Winograd domain
+           + NT * 16L * EP   // h: expanded activations of the group's pixels
+           + 36L * CP        // row-transformed patch of one tile
+           + CP;             // zeros (the image border)
+}
+
+}  // extern "C"
+
+namespace {
+
+// One row of tiles of one image (output rows 4 ty .. 4 ty + 3).
+void tile_row(const float* y, const float* x, float* out, int H, int W, int C, int E,
+              const float* U, const float* b1, const float* W2, const float* b2, int ty,
+              float* scratch) {
+    const int EP = (E + 23) / 24 * 24, CP = (C + 7) / 8 * 8, TW = W / 4;
+    float* V = scratch;                         // [36][NT][CP]
+    float* M = V + 36L * NT * CP;               // [36][NT][EP]
+    float* h = M + 36L * NT * EP;               // [NT * 16][EP]
+    float* rowt = h + NT * 16L * EP;            // [6 a][6 j][CP]
+    const float* zeros = rowt + 36L * CP;       // [CP]
+    const int n_full = C / 8;
+    const bool has_tail = C % 8 != 0;
+    alignas(32) int lanes[8];
+    for (int l = 0; l < 8; ++l) lanes[l] = l < C % 8 ? -1 : 0;
+    const __m256i tail = _mm256_load_si256((const __m256i*)lanes);
+
+    {
+        for (int tx0 = 0; tx0 < TW; tx0 += NT) {
+            const int nt = TW - tx0 < NT ? TW - tx0 : NT;
+            // 1. input transform: V[a*6+b][t] = (B^T d B)[a][b] of the 6x6 patch at (4ty-1, 4tx-1)
+            for (int t = 0; t < nt; ++t) {
+                const int oy = 4 * ty - 1, ox = 4 * (tx0 + t) - 1;
+                for (int j = 0; j < 6; ++j) {
+                    const int col = ox + j;
+                    const float* d[6];
+                    float* r[6];
+                    for (int i = 0; i < 6; ++i) {
+                        const int row = oy + i;
+                        d[i] = (row < 0 || row >= H || col < 0 || col >= W)
+                                   ? zeros
+                                   : y + ((size_t)row * W + col) * C;
+                        r[i] = rowt + ((size_t)i * 6 + j) * CP;
+                    }
+                    input_rows(d, r, n_full, tail, has_tail);
+                }
+                for (int a = 0; a < 6; ++a) {
+                    const float* d[6];
+                    float* r[6];
+                    for (int j = 0; j < 6; ++j) {
+                        d[j] = rowt + ((size_t)a * 6 + j) * CP;
+                        r[j] = V + (((size_t)a * 6 + j) * NT + t) * CP;
+                    }
+                    input_rows(d, r, CP / 8, tail, false);
+                }
+            }
+            // 2. 36 products (NT x C) @ (C x EP)
+            for (int k = 0; k < 36; ++k)
+                for (int e = 0; e < EP; e += 24)
+                    for (int t0 = 0; t0 < nt; t0 += 4)
+                        gemm_4x24(V + ((size_t)k * NT + t0) * CP, CP, U + (size_t)k * C * EP + e,
+                                  EP, C, M + ((size_t)k * NT + t0) * EP + e, EP);
+            // 3. output transform, bias, GELU -> h[t * 16 + p * 4 + q][e]
+            for (int t = 0; t < nt; ++t) {
+                for (int e = 0; e < EP; e += 8) {
+                    __m256 s[4][6];
+                    for (int b = 0; b < 6; ++b) {
+                        __m256 m[6], o[4];
+                        for (int a = 0; a < 6; ++a)
+                            m[a] = _mm256_loadu_ps(M + ((size_t)(a * 6 + b) * NT + t) * EP + e);
+                        output_rows(m, o);
+                        for (int p = 0; p < 4; ++p) s[p][b] = o[p];
+                    }
+                    const __m256 bias = _mm256_loadu_ps(b1 + e);
+                    for (int p = 0; p < 4; ++p) {
+                        __m256 o[4];
+                        output_rows(s[p], o);
+                        for (int q = 0; q < 4; ++q)
+                            _mm256_storeu_ps(h + ((size_t)t * 16 + p * 4 + q) * EP + e,
+                                             gelu(_mm256_add_ps(o[q], bias)));
+                    }
+                }
+            }
+            // 4. 1x1 projection, bias and residual, four pixels (one row of a tile) at a time
+            for (int px = 0; px < nt * 16; px += 4) {
+                const int t = px / 16, p = px % 16 / 4;
+                const size_t at = ((size_t)(4 * ty + p) * W + 4 * (tx0 + t)) * C;
+                const float* a[4];
+                const float* xr[4];
+                float* o[4];
+                for (int q = 0; q < 4; ++q) {
+                    a[q] = h + (size_t)(px + q) * EP;
+                    xr[q] = x + at + (size_t)q * C;
+                    o[q] = out + at + (size_t)q * C;
+                }
+                project_all<4>(a, W2, CP, E, b2, xr, o, C, tail);
+            }
+        }
+    }
+}
+
+}  // namespace
+
+extern "C" {
+
+// The whole batch: out = x + conv1x1(gelu(conv3x3(y))) for N images of (H, W, C), rows of tiles
+// shared among the OpenMP threads (torch's own pool: this library links the libgomp that torch
+// has already loaded, so torch.set_num_threads applies and no second pool spins). Returns 0, or
+// 1 for bad sizes, 2 when scratch memory could not be allocated.
+int lsr_ccm_f43(const float* y, const float* x, float* out, int N, int H, int W, int C, int E,
+                const float* U, const float* b1, const float* W2, const float* b2) {
+    if (H % 4 || W % 4 || N <= 0 || C <= 0 || E <= 0) return 1;
+    const long rows = (long)N * (H / 4);
+    const size_t image = (size_t)H * W * C;
+    const size_t bytes = ((size_t)lsr_ccm_scratch_floats(C, E) * 4 + 63) / 64 * 64;
+    int failed = 0;
+#pragma omp parallel
+    {
+        float* scratch = (float*)aligned_alloc(64, bytes);
+        if (!scratch) {
+#pragma omp atomic write
+            failed = 2;
+        } else {
+            memset(scratch, 0, bytes);
+        }
+#pragma omp for schedule(static)
+        for (long r = 0; r < rows; ++r) {
+            if (!scratch) continue;
+            const size_t n = (size_t)(r / (H / 4));
+            tile_row(y + n * image, x + n * image, out + n * image, H, W, C, E, U, b1, W2, b2,
+                     (int)(r % (H / 4)), scratch);
+        }
+        free(scratch);
+    }
+    return failed;
+}
+
+
+}  // extern "C"
+
+namespace {
+
+// Writes n floats from src (n % 8 lanes of the last vector through a mask: one vmaskmovps per
+// run of four pixels, since those stores are slow on AMD).
+inline void write_run(float* dst, const float* src, int n, __m256i tail) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_loadu_ps(src + i));
+    if (i < n) _mm256_maskstore_ps(dst + i, tail, _mm256_loadu_ps(src + i));
+}
+
+// Four pixels' channel vectors t[q][0:C] packed into one contiguous run (each pixel's padded
+// last vector spills into the next pixel's place before that is written), then written.
+inline void write_run(float* dst, const float (*t)[MAX_C], int C, int nvec, float* stage,
+                      __m256i tail) {
+    for (int q = 0; q < 4; ++q)
+        for (int v = 0; v < nvec; ++v)
+            _mm256_storeu_ps(stage + q * C + 8 * v, _mm256_load_ps(t[q] + 8 * v));
+    write_run(dst, stage, 4 * C, tail);
+}
+
+// The aggregation of four pixels (a row's columns c0 .. c0 + 3) for NV vectors of channels
+// from vector v0: t[q][8 v0 ...] = Wa^T a[q] + ba.
+template <int NV>
+inline void aggregate(const float (*a)[MAX_C], const float* Wa, int CP, int C, const float* ba,
+                      int v0, float (*t)[MAX_C]) {
+    __m256 acc[4][NV];
+    for (int v = 0; v < NV; ++v) {
+        const __m256 b = _mm256_loadu_ps(ba + 8 * (v0 + v));
+        for (int q = 0; q < 4; ++q) acc[q][v] = b;
+    }
+    for (int ci = 0; ci < C; ++ci) {
+        const float* w = Wa + (size_t)ci * CP + 8 * v0;
+        __m256 wv[NV];
+        for (int v = 0; v < NV; ++v) wv[v] = _mm256_loadu_ps(w + 8 * v);
+        for (int q = 0; q < 4; ++q) {
+            const __m256 av = _mm256_broadcast_ss(a[q] + ci);
+            for (int v = 0; v < NV; ++v) acc[q][v] = _mm256_fmadd_ps(av, wv[v], acc[q][v]);
+        }
+    }
+    for (int q = 0; q < 4; ++q)
+        for (int v = 0; v < NV; ++v) _mm256_store_ps(t[q] + 8 * (v0 + v), acc[q][v]);
+}
+
+}  // namespace
+
+extern "C" {
+
+int lsr_abi(void) { return 2; }
+
+// SAFM output and the next LayerNorm for N images; rows shared among the OpenMP threads.
+// s: `levels` pointers to the depth-wise-filtered levels (level i at (H >> i, W >> i)).
+int lsr_safm_out(const float* x, const float* y, const float* const* s, int levels, float* xo,
+                 float* yo, int N, int H, int W, int C, const float* Wa, const float* ba,
+                 const float* lw, const float* lb, float eps) {
+    if (levels <= 0 || C > MAX_C || C % levels || H % (1 << (levels - 1)) || W % (1 << (levels - 1)) ||
+        W % 4 || N <= 0 || C <= 0)
+        return 1;
+    const int CP = (C + 7) / 8 * 8, chunk = C / levels, nvec = CP / 8;
+    const size_t image = (size_t)H * W * C;
+    alignas(32) int lanes[8];
+    for (int l = 0; l < 8; ++l) lanes[l] = (C % 8 == 0 || l < C % 8) ? -1 : 0;
+    const __m256i tail = _mm256_load_si256((const __m256i*)lanes);
+    const __m256i all = _mm256_set1_epi32(-1);
+    for (int l = 0; l < 8; ++l) lanes[l] = (4 * C % 8 == 0 || l < 4 * C % 8) ? -1 : 0;
+    const __m256i run_tail = _mm256_load_si256((const __m256i*)lanes);
+    const long rows = (long)N * H;
+#pragma omp parallel
+    {
+        alignas(32) float a[4][MAX_C];  // cat vectors of four pixels (zero beyond C)
+        alignas(32) float t[4][MAX_C];  // x' of four pixels
+        alignas(32) float u[2 * (4 * MAX_C + 8)];  // y' of four pixels, then a staging run
+        memset(a, 0, sizeof(a));
+#pragma omp for schedule(static)
+        for (long r = 0; r < rows; ++r) {
+            const long n = r / H;
+            const int row = (int)(r % H);
+            const float* xr = x + n * image + (size_t)row * W * C;
+            const float* yr = y + n * image + (size_t)row * W * C;
+            float* xor_ = xo + n * image + (size_t)row * W * C;
+            float* yor = yo + n * image + (size_t)row * W * C;
+            for (int c0 = 0; c0 < W; c0 += 4) {
+                // gather: level i's value at (row >> i, col >> i) is the nearest upsampling
+                for (int q = 0; q < 4; ++q) {
+                    const int col = c0 + q;
+                    for (int i = 0; i < levels; ++i) {
+                        const int hi = H >> i, wi = W >> i;
+                        const float* src =
+                            s[i] + (((size_t)n * hi + (row >> i)) * wi + (col >> i)) * chunk;
+                        memcpy(a[q] + i * chunk, src, sizeof(float) * chunk);
+                    }
+                }
+                // aggregation 1x1 + bias, three vectors at a time (4 x 3 accumulators)
+                for (int v0 = 0; v0 < nvec; v0 += 3) {
+                    const int nv = nvec - v0 < 3 ? nvec - v0 : 3;
+                    if (nv == 3) aggregate<3>(a, Wa, CP, C, ba, v0, t);
+                    else if (nv == 2) aggregate<2>(a, Wa, CP, C, ba, v0, t);
+                    else aggregate<1>(a, Wa, CP, C, ba, v0, t);
+                }
+                // GELU, modulation by y, residual: t = x + gelu(t) * y (0 in padded lanes)
+                for (int q = 0; q < 4; ++q) {
+                    const size_t at = (size_t)(c0 + q) * C;
+                    for (int v = 0; v < nvec; ++v) {
+                        const __m256i m = v == nvec - 1 ? tail : all;
+                        const __m256 yv = _mm256_maskload_ps(yr + at + 8 * v, m);
+                        const __m256 xv = _mm256_maskload_ps(xr + at + 8 * v, m);
+                        const __m256 g = gelu(_mm256_load_ps(t[q] + 8 * v));
+                        _mm256_store_ps(t[q] + 8 * v, _mm256_fmadd_ps(g, yv, xv));
+                    }
+                }
+                // write x', then y' = LayerNorm(x') over the C channels (two passes, float32)
+                for (int q = 0; q < 4; ++q) {
+                    __m256 sum = _mm256_setzero_ps();
+                    for (int v = 0; v < nvec; ++v) sum = _mm256_add_ps(sum, _mm256_load_ps(t[q] + 8 * v));
+                    alignas(32) float h8[8];
+                    _mm256_store_ps(h8, sum);
+                    const float mean = (h8[0] + h8[1] + h8[2] + h8[3] + h8[4] + h8[5] + h8[6] + h8[7]) / C;
+                    const __m256 mv = _mm256_set1_ps(mean);
+                    __m256 sq = _mm256_setzero_ps();
+                    for (int v = 0; v < nvec; ++v) {
+                        const __m256i m = (v == nvec - 1) ? tail : all;
+                        const __m256 d = _mm256_and_ps(_mm256_sub_ps(_mm256_load_ps(t[q] + 8 * v), mv),
+                                                       _mm256_castsi256_ps(m));
+                        sq = _mm256_fmadd_ps(d, d, sq);
+                    }
+                    _mm256_store_ps(h8, sq);
+                    const float var = (h8[0] + h8[1] + h8[2] + h8[3] + h8[4] + h8[5] + h8[6] + h8[7]) / C;
+                    const __m256 rs = _mm256_set1_ps(1.0f / sqrtf(var + eps));
+                    for (int v = 0; v < nvec; ++v) {
+                        const int c = 8 * v;
+                        const __m256 nrm = _mm256_mul_ps(_mm256_sub_ps(_mm256_load_ps(t[q] + c), mv), rs);
+                        const __m256 o = _mm256_fmadd_ps(nrm, _mm256_loadu_ps(lw + c), _mm256_loadu_ps(lb + c));
+                        _mm256_storeu_ps(u + q * C + c, o);  // spills into the next pixel
+                    }
+                }
+                write_run(xor_ + (size_t)c0 * C, t, C, nvec, u + 4 * C + 8, run_tail);
+                write_run(yor + (size_t)c0 * C, u, 4 * C, run_tail);
+            }
+        }
+    }
+    return 0;
+}
+
+}  // extern "C"
