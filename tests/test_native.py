@@ -66,28 +66,52 @@ def test_ccm_matches_the_torch_formulation(n: int, c: int, e: int, h: int, w: in
     assert (out.to(d) - ref).abs().max().item() < 5e-5
 
 
+def layer_norm(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The paper's channel LayerNorm in float64 (eps 1e-6)."""
+    mu = x.mean(1, keepdim=True)
+    var = (x - mu).pow(2).mean(1, keepdim=True)
+    return (x - mu) / (var + 1e-6).sqrt() * w.to(x)[:, None, None] + b.to(x)[:, None, None]
+
+
+def test_ccm_with_the_next_norm() -> None:
+    """ccm_f43_norm returns the CCM's output and its LayerNorm (the next block's first)."""
+    need_native()
+    torch.manual_seed(1)
+    n, c, e, h, w = 1, 36, 72, 8, 16
+    x = rand(n, c, h, w).contiguous(memory_format=CL)
+    y = rand(n, c, h, w).contiguous(memory_format=CL)
+    w1, b1 = rand(e, c, 3, 3, scale=0.1), rand(e, scale=0.1)
+    w2, b2 = rand(c, e, 1, 1, scale=0.1), rand(c, scale=0.1)
+    lw, lb = 1 + rand(c, scale=0.1), rand(c, scale=0.1)
+    packed = native.pack_ccm(w1, b1, w2, b2)
+    out, yn = native.ccm_f43_norm(x, y, *packed, *native.pack_norm(lw, lb), 1e-6)
+    assert torch.equal(out, native.ccm_f43(x, y, *packed))
+    assert (yn.double() - layer_norm(out.double(), lw, lb)).abs().max().item() < 1e-5
+
+
 @pytest.mark.parametrize(("n", "c", "levels", "h", "w"), [(1, 36, 4, 16, 24), (2, 12, 3, 8, 8)])
 def test_safm_out_matches_the_torch_formulation(
     n: int, c: int, levels: int, h: int, w: int
 ) -> None:
-    """x' = x + gelu(aggr(cat(levels upsampled))) * y and y' = LayerNorm(x')."""
+    """x' = x + gelu(aggr(cat(dw0(y0), levels upsampled))) * y and y' = LayerNorm(x')."""
     need_native()
     torch.manual_seed(c)
     k = c // levels
     x = rand(n, c, h, w).contiguous(memory_format=CL)
     y = rand(n, c, h, w).contiguous(memory_format=CL)
-    lv = [rand(n, k, h >> i, w >> i).contiguous(memory_format=CL) for i in range(levels)]
+    lv = [rand(n, k, h >> i, w >> i).contiguous(memory_format=CL) for i in range(1, levels)]
+    dw_w, dw_b = rand(k, 1, 3, 3, scale=0.3), rand(k, scale=0.1)
     aw, ab = rand(c, c, 1, 1, scale=0.2), rand(c, scale=0.1)
     lw, lb = 1 + rand(c, scale=0.1), rand(c, scale=0.1)
-    up = [F.interpolate(t, scale_factor=2**i, mode="nearest") if i else t for i, t in enumerate(lv)]
     d = torch.float64
-    xr = x.to(d) + F.gelu(F.conv2d(torch.cat(up, 1).to(d), aw.to(d), ab.to(d))) * y.to(d)
-    mu = xr.mean(1, keepdim=True)
-    var = (xr - mu).pow(2).mean(1, keepdim=True)
-    yr = (xr - mu) / (var + 1e-6).sqrt() * lw.to(d)[:, None, None] + lb.to(d)[:, None, None]
-    xo, yo = native.safm_out(x, y, lv, *native.pack_safm(aw, ab, lw, lb), 1e-6)
+    s0 = F.conv2d(y[:, :k].to(d), dw_w.to(d), dw_b.to(d), padding=1, groups=k)
+    up = [s0] + [F.interpolate(t.to(d), scale_factor=2 ** (i + 1)) for i, t in enumerate(lv)]
+    xr = x.to(d) + F.gelu(F.conv2d(torch.cat(up, 1), aw.to(d), ab.to(d))) * y.to(d)
+    xo, yo = native.safm_out(
+        x, y, lv, *native.pack_safm(dw_w, dw_b, aw, ab), *native.pack_norm(lw, lb), 1e-6
+    )
     assert (xo.to(d) - xr).abs().max().item() < 1e-5
-    assert (yo.to(d) - yr).abs().max().item() < 1e-5
+    assert (yo.to(d) - layer_norm(xr, lw, lb)).abs().max().item() < 1e-5
 
 
 def test_fast_safmn_with_native_kernels_matches_plain_on_set5() -> None:

@@ -304,25 +304,24 @@ class _FastBlock(nn.Module):
         self.register_parameter("c1_b", _frozen(conv1.bias, dtype))
         self.register_parameter("c2_w", _frozen(conv2.weight, dtype))
         self.register_parameter("c2_b", _frozen(conv2.bias, dtype))
-        # The native CCM kernel (float32 only): weights in its layout, derived, never saved.
-        self.native = native and dtype == torch.float32 and residual_dtype == torch.float32
-        if self.native:
-            from .native import MAX_CHANNELS, pack_ccm, pack_safm
+        # The native kernels' weights (float32 only): in their layouts, derived, never saved.
+        self.native = native
+        if native:
+            from .native import pack_ccm, pack_norm, pack_safm
 
-            self.native = self.dim <= MAX_CHANNELS and self.dim % self.n_levels == 0
-        if self.native:
-            packed = pack_ccm(conv1.weight, conv1.bias, conv2.weight, conv2.bias)
-            packed += pack_safm(safm.aggr.weight, safm.aggr.bias, blk.norm2.weight, blk.norm2.bias)
-            names = ("nat_u", "nat_b1", "nat_w2", "nat_b2", "nat_wa", "nat_ba", "nat_lw", "nat_lb")
-            for name, t in zip(names, packed, strict=True):
+            packed = (
+                *pack_ccm(conv1.weight, conv1.bias, conv2.weight, conv2.bias),
+                *pack_safm(safm.mfr[0].weight, safm.mfr[0].bias, safm.aggr.weight, safm.aggr.bias),
+                *pack_norm(blk.norm1.weight, blk.norm1.bias),
+                *pack_norm(blk.norm2.weight, blk.norm2.bias),
+            )
+            for name, t in zip(_NATIVE_BUFFERS, packed, strict=True):
                 self.register_buffer(name, t, persistent=False)
 
     def _dw(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         return getattr(self, f"dw{i}_w"), getattr(self, f"dw{i}_b")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.native and _native_ok(x):
-            return self._forward_native(x)
         c, rd = self.chunk, self.residual_dtype
         # --- SAFM (Sec. 3.2): Y = SAFM(LN(X)) + X
         y = _channel_layer_norm(x, self.n1w, self.n1b, self.eps, self.dim).to(self.dtype)
@@ -344,27 +343,34 @@ class _FastBlock(nn.Module):
         h = _conv_gelu(y, self.c1_w, self.c1_b, 1)
         return F.conv2d(h, self.c2_w, self.c2_b).to(rd) + x
 
-    def _forward_native(self, x: torch.Tensor) -> torch.Tensor:
-        """The same block with lightsr's native kernels (float32 CPU, :mod:`lightsr.native`).
+    def safm_native(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The SAFM with lightsr's native kernel: ``(x', LN2(x'))`` from the residual stream
+        ``x`` and ``y = LN1(x)`` (float32 CPU, :mod:`lightsr.native`).
 
-        PyTorch runs the first LayerNorm, the pooling and the depth-wise convolutions (a small
-        share of the work); ``safm_out`` does the aggregation, GELU, modulation, residual and
-        the second LayerNorm in one pass (the levels' nearest upsampling is an index lookup
-        there), and ``ccm_f43`` the CCM with its residual.
+        PyTorch pools the levels 1.. and runs their depth-wise convolutions (small tensors);
+        ``safm_out`` does the full-resolution depth-wise convolution, the levels' nearest
+        upsampling (an index lookup), aggregation, GELU, modulation, residual and the CCM's
+        LayerNorm in one pass.
         """
-        from .native import ccm_f43, safm_out
+        from .native import safm_out
 
         c = self.chunk
-        y = _channel_layer_norm(x, self.n1w, self.n1b, self.eps, self.dim)
-        w0, b0 = self._dw(0)
-        levels = [F.conv2d(y[:, :c], w0, b0, padding=1, groups=c)]
+        levels = []
         for i in range(1, self.n_levels):
             k = 2**i
             s = F.max_pool2d(y[:, i * c : (i + 1) * c], k, k)
             wi, bi = self._dw(i)
             levels.append(F.conv2d(s, wi, bi, padding=1, groups=c))
-        x, y = safm_out(x, y, levels, self.nat_wa, self.nat_ba, self.nat_lw, self.nat_lb, self.eps)
-        return ccm_f43(x, y, self.nat_u, self.nat_b1, self.nat_w2, self.nat_b2)
+        return safm_out(
+            x, y, levels, self.nat_w0, self.nat_b0, self.nat_wa, self.nat_ba, self.nat_n2w,
+            self.nat_n2b, self.eps,
+        )  # fmt: skip
+
+
+_NATIVE_BUFFERS = (
+    "nat_u", "nat_b1", "nat_w2", "nat_b2", "nat_w0", "nat_b0", "nat_wa", "nat_ba", "nat_n1w",
+    "nat_n1b", "nat_n2w", "nat_n2b",
+)  # fmt: skip
 
 
 class FastSAFMN(nn.Module):
@@ -408,11 +414,13 @@ class FastSAFMN(nn.Module):
         to_img = model.to_img[0]
         self.register_parameter("feat_w", _frozen(model.to_feat.weight, dtype))
         self.register_parameter("feat_b", _frozen(model.to_feat.bias, dtype))
-        if native is None:
-            from .native import unavailable_reason
+        self.native: bool = False
+        if native is not False and dtype == torch.float32 and residual_dtype == torch.float32:
+            from .native import MAX_CHANNELS, unavailable_reason
 
-            native = dtype == torch.float32 and unavailable_reason() is None
-        self.native: bool = bool(native) and dtype == torch.float32
+            dim, levels = model.to_feat.out_channels, self.n_levels
+            fits = dim <= MAX_CHANNELS and dim % levels == 0 and dim // levels <= 64
+            self.native = fits and unavailable_reason() is None
         self.blocks = nn.ModuleList(
             _FastBlock(blk, dtype, residual_dtype, self.native) for blk in model.feats
         )
@@ -429,6 +437,8 @@ class FastSAFMN(nn.Module):
                     "pad with lightsr.inference.pad_to_multiple"
                 )
         x = x.to(self.dtype).contiguous(memory_format=torch.channels_last)
+        if self.native and _native_ok(x):
+            return self._forward_native(x)
         feat = F.conv2d(x, self.feat_w, self.feat_b, padding=1).to(self.residual_dtype)
         y = feat
         for blk in self.blocks:
@@ -436,6 +446,31 @@ class FastSAFMN(nn.Module):
         y = (y + feat).to(self.dtype)  # global residual around the body
         y = F.conv2d(y, self.img_w, self.img_b, padding=1)
         return F.pixel_shuffle(y, self.scale).to(self.residual_dtype)
+
+    def _forward_native(self, x: torch.Tensor) -> torch.Tensor:
+        """The same network with lightsr's native kernels (float32 CPU).
+
+        Per block: :meth:`_FastBlock.safm_native`, then the CCM kernel, which also computes
+        the next block's first LayerNorm while its output is in cache.
+        """
+        from .native import ccm_f43, ccm_f43_norm
+
+        feat = F.conv2d(x, self.feat_w, self.feat_b, padding=1)
+        h = feat
+        blocks = list(self.blocks)
+        if blocks:
+            b0 = blocks[0]
+            y = _channel_layer_norm(h, b0.n1w, b0.n1b, b0.eps, b0.dim)
+        for i, blk in enumerate(blocks):
+            h, y2 = blk.safm_native(h, y)
+            ccm = (blk.nat_u, blk.nat_b1, blk.nat_w2, blk.nat_b2)
+            if i + 1 < len(blocks):
+                nxt = blocks[i + 1]
+                h, y = ccm_f43_norm(h, y2, *ccm, nxt.nat_n1w, nxt.nat_n1b, nxt.eps)
+            else:
+                h = ccm_f43(h, y2, *ccm)
+        y = F.conv2d(h + feat, self.img_w, self.img_b, padding=1)
+        return F.pixel_shuffle(y, self.scale)
 
 
 # --------------------------------------------------------------------------------------------

@@ -41,7 +41,9 @@ __all__ = [
     "MAX_CHANNELS",
     "cache_dir",
     "ccm_f43",
+    "ccm_f43_norm",
     "pack_ccm",
+    "pack_norm",
     "pack_safm",
     "safm_out",
     "unavailable_reason",
@@ -49,7 +51,7 @@ __all__ = [
 
 _SOURCE = Path(__file__).with_name("kernels") / "safmn.cpp"
 _FLAGS = ["-O3", "-mavx2", "-mfma", "-fopenmp", "-fPIC", "-shared", "-fno-math-errno"]
-_ABI = 2
+_ABI = 3
 
 # Winograd F(4x4, 3x3) weight transform G (Lavin & Gray 2016), applied in float64.
 _G = (
@@ -122,9 +124,9 @@ def _build() -> ctypes.CDLL:
     if lib.lsr_abi() != _ABI:
         raise RuntimeError(f"{target} has an unexpected ABI version")
     p, i, f = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
-    lib.lsr_ccm_f43.argtypes = [p, p, p, i, i, i, i, i, p, p, p, p]
+    lib.lsr_ccm_f43.argtypes = [p, p, p, i, i, i, i, i, p, p, p, p, p, p, p, f]
     lib.lsr_ccm_f43.restype = i
-    lib.lsr_safm_out.argtypes = [p, p, p, i, p, p, i, i, i, i, p, p, p, p, f]
+    lib.lsr_safm_out.argtypes = [p, p, p, i, p, p, p, p, i, i, i, i, p, p, p, p, f]
     lib.lsr_safm_out.restype = i
     return lib
 
@@ -151,6 +153,12 @@ def unavailable_reason() -> str | None:
     return reason if isinstance(reason, str) else None
 
 
+def _pad(t: torch.Tensor, n: int) -> torch.Tensor:
+    out = torch.zeros(n)
+    out[: t.numel()] = t.detach().float().cpu().reshape(-1)
+    return out
+
+
 def pack_ccm(
     w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -166,49 +174,76 @@ def pack_ccm(
     u = torch.einsum("ai,ecij,bj->abce", g, w1.detach().double().cpu(), g).reshape(36, c, e)
     u_p = torch.zeros(36, c, ep)
     u_p[..., :e] = u.float()
-    b1_p = torch.zeros(ep)
-    b1_p[:e] = b1.detach().float().cpu()
     w2_p = torch.zeros(e, cp)
     w2_p[:, :c] = w2.detach().float().cpu().reshape(c, e).t()
-    b2_p = torch.zeros(cp)
-    b2_p[:c] = b2.detach().float().cpu()
-    return u_p.contiguous(), b1_p, w2_p.contiguous(), b2_p
+    return u_p.contiguous(), _pad(b1, ep), w2_p.contiguous(), _pad(b2, cp)
 
 
-def _ccm_native(
-    x: torch.Tensor,
-    y: torch.Tensor,
-    u: torch.Tensor,
-    b1: torch.Tensor,
-    w2: torch.Tensor,
-    b2: torch.Tensor,
-) -> torch.Tensor:
+def pack_norm(weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A channel LayerNorm's weight and bias, zero padded to a multiple of 8."""
+    cp = -(-weight.numel() // 8) * 8
+    return _pad(weight, cp), _pad(bias, cp)
+
+
+def pack_safm(
+    dw0_w: torch.Tensor,
+    dw0_b: torch.Tensor,
+    aggr_w: torch.Tensor,
+    aggr_b: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The SAFM's full-resolution depth-wise 3x3 (k, 1, 3, 3) and its 1x1 aggregation (C, C, 1, 1).
+
+    Returns ``(w0, b0, Wa, ba)``: ``w0`` tap-major as (9, KP), ``Wa`` transposed to (C, CP), the
+    vectors zero padded (KP, CP: k and C rounded up to multiples of 8).
+    """
+    k, c = dw0_w.shape[0], aggr_w.shape[0]
+    kp, cp = -(-k // 8) * 8, -(-c // 8) * 8
+    w0 = torch.zeros(9, kp)
+    w0[:, :k] = dw0_w.detach().float().cpu().reshape(k, 9).t()
+    wa = torch.zeros(c, cp)
+    wa[:, :c] = aggr_w.detach().float().cpu().reshape(c, c).t()
+    return w0.contiguous(), _pad(dw0_b, kp), wa.contiguous(), _pad(aggr_b, cp)
+
+
+#: lsr_safm_out keeps a pixel's channels on the stack.
+MAX_CHANNELS = 512
+
+
+def _lib() -> ctypes.CDLL:
     lib = _library()
     if lib is None:
         raise RuntimeError(f"lightsr native kernel unavailable: {unavailable_reason()}")
+    return lib
+
+
+def _nhwc(t: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> its (B, H, W, C) storage (a view for channels-last tensors)."""
+    return t.permute(0, 2, 3, 1).contiguous()
+
+
+def _ptrs(*ts: torch.Tensor) -> list[int]:
+    return [t.contiguous().data_ptr() for t in ts]
+
+
+def _ccm(
+    x: torch.Tensor, y: torch.Tensor, weights: list[torch.Tensor], norm: list[torch.Tensor] | None,
+    eps: float,
+) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
     n, c, h, w = x.shape
-    e = w2.shape[0]
+    e = weights[2].shape[0]
     if h % 4 or w % 4:
         raise ValueError(f"ccm_f43: height and width must be multiples of 4, got {h}x{w}")
-    # (B, C, H, W) channels-last storage is (B, H, W, C): the kernel's layout.
-    xs = x.permute(0, 2, 3, 1).contiguous()
-    ys = y.permute(0, 2, 3, 1).contiguous()
+    xs, ys = _nhwc(x), _nhwc(y)
     out = torch.empty_like(xs)
-    weights = [u.contiguous(), b1.contiguous(), w2.contiguous(), b2.contiguous()]
-    code = lib.lsr_ccm_f43(
-        ys.data_ptr(),
-        xs.data_ptr(),
-        out.data_ptr(),
-        n,
-        h,
-        w,
-        c,
-        e,
-        *(t.data_ptr() for t in weights),
-    )
+    yn = torch.empty_like(xs) if norm is not None else None
+    ln = _ptrs(*norm) if norm is not None else [None, None]
+    code = _lib().lsr_ccm_f43(
+        ys.data_ptr(), xs.data_ptr(), out.data_ptr(), n, h, w, c, e, *_ptrs(*weights),
+        None if yn is None else yn.data_ptr(), *ln, eps,
+    )  # fmt: skip
     if code:
         raise RuntimeError(f"ccm_f43 kernel failed with code {code}")
-    return out.permute(0, 3, 1, 2)
+    return out.permute(0, 3, 1, 2), None if yn is None else yn.permute(0, 3, 1, 2)
 
 
 @torch.library.custom_op("lightsr::ccm_f43", mutates_args=(), device_types="cpu")
@@ -225,79 +260,27 @@ def ccm_f43(
     ``x`` and ``y`` are (B, C, H, W) with H and W multiples of 4; the result is channels-last.
     A custom op, so ``torch.compile`` graphs call it as one opaque kernel.
     """
-    return _ccm_native(x, y, u, b1, w2, b2)
+    return _ccm(x, y, [u, b1, w2, b2], None, 0.0)[0]
 
 
-@ccm_f43.register_fake
-def _(
+@torch.library.custom_op("lightsr::ccm_f43_norm", mutates_args=(), device_types="cpu")
+def ccm_f43_norm(
     x: torch.Tensor,
     y: torch.Tensor,
     u: torch.Tensor,
     b1: torch.Tensor,
     w2: torch.Tensor,
     b2: torch.Tensor,
-) -> torch.Tensor:
-    return torch.empty_like(x, memory_format=torch.channels_last)
-
-
-def _pad(t: torch.Tensor, n: int) -> torch.Tensor:
-    out = torch.zeros(n)
-    out[: t.numel()] = t.detach().float().cpu().reshape(-1)
-    return out
-
-
-def pack_safm(
-    aggr_w: torch.Tensor,
-    aggr_b: torch.Tensor,
-    norm_w: torch.Tensor,
-    norm_b: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The SAFM's 1x1 aggregation (C, C, 1, 1) and the next LayerNorm in the kernel's layout.
-
-    Returns ``(Wa, ba, lw, lb)``: ``Wa`` transposed to (C, CP) and the vectors zero padded to CP
-    (C rounded up to a multiple of 8).
-    """
-    c = aggr_w.shape[0]
-    cp = -(-c // 8) * 8
-    wa = torch.zeros(c, cp)
-    wa[:, :c] = aggr_w.detach().float().cpu().reshape(c, c).t()
-    return wa.contiguous(), _pad(aggr_b, cp), _pad(norm_w, cp), _pad(norm_b, cp)
-
-
-def _safm_native(
-    x: torch.Tensor,
-    y: torch.Tensor,
-    levels: list[torch.Tensor],
-    wa: torch.Tensor,
-    ba: torch.Tensor,
     lw: torch.Tensor,
     lb: torch.Tensor,
     eps: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    lib = _library()
-    if lib is None:
-        raise RuntimeError(f"lightsr native kernel unavailable: {unavailable_reason()}")
-    n, c, h, w = x.shape
-    if c > MAX_CHANNELS:
-        raise ValueError(f"safm_out: at most {MAX_CHANNELS} channels, got {c}")
-    xs = x.permute(0, 2, 3, 1).contiguous()
-    ys = y.permute(0, 2, 3, 1).contiguous()
-    ls = [t.permute(0, 2, 3, 1).contiguous() for t in levels]
-    xo = torch.empty_like(xs)
-    yo = torch.empty_like(xs)
-    ptrs = (ctypes.c_void_p * len(ls))(*(t.data_ptr() for t in ls))
-    weights = [t.contiguous() for t in (wa, ba, lw, lb)]
-    code = lib.lsr_safm_out(
-        xs.data_ptr(), ys.data_ptr(), ptrs, len(ls), xo.data_ptr(), yo.data_ptr(),
-        n, h, w, c, *(t.data_ptr() for t in weights), eps,
-    )  # fmt: skip
-    if code:
-        raise ValueError(f"safm_out: unsupported sizes {tuple(x.shape)} with {len(ls)} levels")
-    return xo.permute(0, 3, 1, 2), yo.permute(0, 3, 1, 2)
-
-
-#: lsr_safm_out keeps a pixel's channels on the stack.
-MAX_CHANNELS = 512
+    """:func:`ccm_f43` and the LayerNorm of its output (weights from :func:`pack_norm`): the
+    next block's first norm, computed while the output is in cache. Returns ``(out, LN(out))``.
+    """
+    out, yn = _ccm(x, y, [u, b1, w2, b2], [lw, lb], eps)
+    assert yn is not None
+    return out, yn
 
 
 @torch.library.custom_op("lightsr::safm_out", mutates_args=(), device_types="cpu")
@@ -305,32 +288,53 @@ def safm_out(
     x: torch.Tensor,
     y: torch.Tensor,
     levels: list[torch.Tensor],
+    w0: torch.Tensor,
+    b0: torch.Tensor,
     wa: torch.Tensor,
     ba: torch.Tensor,
     lw: torch.Tensor,
     lb: torch.Tensor,
     eps: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The SAFM's output and the CCM's LayerNorm (float32 CPU, packed by :func:`pack_safm`).
+    """The SAFM's output and the CCM's LayerNorm (float32 CPU; :func:`pack_safm`,
+    :func:`pack_norm`).
 
-    ``x' = x + gelu(aggr(cat(levels[0], up(levels[1]), ...))) * y`` and ``y' = LN(x')``, where
-    ``levels[i]`` is the i-th level after its depth-wise convolution, at (H >> i, W >> i) with
-    C / len(levels) channels, upsampled by nearest neighbour. Returns ``(x', y')``,
-    channels-last.
+    ``x' = x + gelu(aggr(cat(dw0(y[:, :k]), up2(levels[0]), up4(levels[1]), ...))) * y`` and
+    ``y' = LN(x')``, where ``k = C / (len(levels) + 1)``, ``dw0`` is the full-resolution 3x3
+    depth-wise convolution (computed here) and ``levels[i - 1]`` is level i after its
+    depth-wise convolution, at (H >> i, W >> i) with k channels, upsampled by nearest
+    neighbour. Returns ``(x', y')``, channels-last.
     """
-    return _safm_native(x, y, levels, wa, ba, lw, lb, eps)
+    n, c, h, w = x.shape
+    if c > MAX_CHANNELS:
+        raise ValueError(f"safm_out: at most {MAX_CHANNELS} channels, got {c}")
+    xs, ys = _nhwc(x), _nhwc(y)
+    ls = [_nhwc(t) for t in levels]
+    xo, yo = torch.empty_like(xs), torch.empty_like(xs)
+    ptrs = (ctypes.c_void_p * max(1, len(ls)))(*(t.data_ptr() for t in ls))
+    code = _lib().lsr_safm_out(
+        xs.data_ptr(), ys.data_ptr(), ptrs, len(ls) + 1, *_ptrs(w0, b0), xo.data_ptr(),
+        yo.data_ptr(), n, h, w, c, *_ptrs(wa, ba, lw, lb), eps,
+    )  # fmt: skip
+    if code:
+        raise ValueError(f"safm_out: unsupported sizes {tuple(x.shape)} with {len(ls) + 1} levels")
+    return xo.permute(0, 3, 1, 2), yo.permute(0, 3, 1, 2)
+
+
+def _like(x: torch.Tensor) -> torch.Tensor:
+    return torch.empty_like(x, memory_format=torch.channels_last)
+
+
+@ccm_f43.register_fake
+def _(x: torch.Tensor, y: torch.Tensor, *weights: torch.Tensor) -> torch.Tensor:
+    return _like(x)
+
+
+@ccm_f43_norm.register_fake
+def _(x: torch.Tensor, y: torch.Tensor, *args: object) -> tuple[torch.Tensor, torch.Tensor]:
+    return _like(x), _like(x)
 
 
 @safm_out.register_fake
-def _safm_fake(
-    x: torch.Tensor,
-    y: torch.Tensor,
-    levels: list[torch.Tensor],
-    wa: torch.Tensor,
-    ba: torch.Tensor,
-    lw: torch.Tensor,
-    lb: torch.Tensor,
-    eps: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    cl = torch.channels_last
-    return torch.empty_like(x, memory_format=cl), torch.empty_like(x, memory_format=cl)
+def _(x: torch.Tensor, y: torch.Tensor, *args: object) -> tuple[torch.Tensor, torch.Tensor]:
+    return _like(x), _like(x)

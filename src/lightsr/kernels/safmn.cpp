@@ -205,6 +205,62 @@ inline void project_all(const float* const a[P], const float* w, int ldw, int k,
     }
 }
 
+// Writes n floats from src (n % 8 lanes of the last vector through a mask: one vmaskmovps per
+// run of four pixels, since those stores are slow on AMD).
+inline void write_run(float* dst, const float* src, int n, __m256i tail) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_loadu_ps(src + i));
+    if (i < n) _mm256_maskstore_ps(dst + i, tail, _mm256_loadu_ps(src + i));
+}
+
+// Four pixels' channel vectors t[q][0:C] packed into one contiguous run (each pixel's padded
+// last vector spills into the next pixel's place before that is written), then written.
+inline void write_run(float* dst, const float (*t)[MAX_C], int C, int nvec, float* stage,
+                      __m256i tail) {
+    for (int q = 0; q < 4; ++q)
+        for (int v = 0; v < nvec; ++v)
+            _mm256_storeu_ps(stage + q * C + 8 * v, _mm256_load_ps(t[q] + 8 * v));
+    write_run(dst, stage, 4 * C, tail);
+}
+
+inline float hsum(__m256 v) {
+    const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
+}
+
+// LayerNorm over the C channels of four pixels (pixel q at x + q * sx; two passes in float32,
+// like torch's), written as one contiguous run of 4 C floats at dst through `stage`
+// (4 C + 8 floats). lw, lb: weight and bias padded to whole vectors.
+inline void layer_norm4(const float* x, int sx, int C, __m256i tail, const float* lw,
+                        const float* lb, float eps, float* stage, float* dst, __m256i run_tail) {
+    const int nvec = (C + 7) / 8;
+    const __m256i all = _mm256_set1_epi32(-1);
+    for (int q = 0; q < 4; ++q) {
+        const float* xq = x + (size_t)q * sx;
+        __m256 sum = _mm256_setzero_ps();
+        for (int v = 0; v < nvec; ++v)
+            sum = _mm256_add_ps(sum, _mm256_maskload_ps(xq + 8 * v, v == nvec - 1 ? tail : all));
+        const __m256 mean = _mm256_set1_ps(hsum(sum) / C);
+        __m256 sq = _mm256_setzero_ps();
+        for (int v = 0; v < nvec; ++v) {
+            const __m256i m = v == nvec - 1 ? tail : all;
+            const __m256 d = _mm256_and_ps(_mm256_sub_ps(_mm256_maskload_ps(xq + 8 * v, m), mean),
+                                           _mm256_castsi256_ps(m));
+            sq = _mm256_fmadd_ps(d, d, sq);
+        }
+        const __m256 rstd = _mm256_set1_ps(1.0f / sqrtf(hsum(sq) / C + eps));
+        for (int v = 0; v < nvec; ++v) {
+            const __m256 xv = _mm256_maskload_ps(xq + 8 * v, v == nvec - 1 ? tail : all);
+            const __m256 nrm = _mm256_mul_ps(_mm256_sub_ps(xv, mean), rstd);
+            // unaligned: a pixel's padded last vector spills into the next pixel's place
+            _mm256_storeu_ps(stage + q * C + 8 * v,
+                             _mm256_fmadd_ps(nrm, _mm256_loadu_ps(lw + 8 * v), _mm256_loadu_ps(lb + 8 * v)));
+        }
+    }
+    write_run(dst, stage, 4 * C, run_tail);
+}
+
 }  // namespace
 
 extern "C" {
@@ -216,7 +272,8 @@ long lsr_ccm_scratch_floats(int C, int E) {
            + 36L * NT * EP   // M: products in the Winograd domain
            + NT * 16L * EP   // h: expanded activations of the group's pixels
            + 36L * CP        // row-transformed patch of one tile
-           + CP;             // zeros (the image border)
+           + CP              // zeros (the image border)
+           + 4L * C + 8;     // staging run of the output LayerNorm
 }
 
 }  // extern "C"
@@ -225,19 +282,22 @@ namespace {
 
 // One row of tiles of one image (output rows 4 ty .. 4 ty + 3).
 void tile_row(const float* y, const float* x, float* out, int H, int W, int C, int E,
-              const float* U, const float* b1, const float* W2, const float* b2, int ty,
-              float* scratch) {
+              const float* U, const float* b1, const float* W2, const float* b2, float* yn,
+              const float* lw, const float* lb, float eps, int ty, float* scratch) {
     const int EP = (E + 23) / 24 * 24, CP = (C + 7) / 8 * 8, TW = W / 4;
     float* V = scratch;                         // [36][NT][CP]
     float* M = V + 36L * NT * CP;               // [36][NT][EP]
     float* h = M + 36L * NT * EP;               // [NT * 16][EP]
     float* rowt = h + NT * 16L * EP;            // [6 a][6 j][CP]
     const float* zeros = rowt + 36L * CP;       // [CP]
+    float* stage = rowt + 36L * CP + CP;        // [4 C + 8]
     const int n_full = C / 8;
     const bool has_tail = C % 8 != 0;
     alignas(32) int lanes[8];
     for (int l = 0; l < 8; ++l) lanes[l] = l < C % 8 ? -1 : 0;
     const __m256i tail = _mm256_load_si256((const __m256i*)lanes);
+    for (int l = 0; l < 8; ++l) lanes[l] = (4 * C % 8 == 0 || l < 4 * C % 8) ? -1 : 0;
+    const __m256i run_tail = _mm256_load_si256((const __m256i*)lanes);
 
     {
         for (int tx0 = 0; tx0 < TW; tx0 += NT) {
@@ -308,6 +368,8 @@ void tile_row(const float* y, const float* x, float* out, int H, int W, int C, i
                     o[q] = out + at + (size_t)q * C;
                 }
                 project_all<4>(a, W2, CP, E, b2, xr, o, C, tail);
+                // the next block's first LayerNorm of these four (contiguous) pixels
+                if (yn) layer_norm4(out + at, C, C, tail, lw, lb, eps, stage, yn + at, run_tail);
             }
         }
     }
@@ -319,10 +381,12 @@ extern "C" {
 
 // The whole batch: out = x + conv1x1(gelu(conv3x3(y))) for N images of (H, W, C), rows of tiles
 // shared among the OpenMP threads (torch's own pool: this library links the libgomp that torch
-// has already loaded, so torch.set_num_threads applies and no second pool spins). Returns 0, or
-// 1 for bad sizes, 2 when scratch memory could not be allocated.
+// has already loaded, so torch.set_num_threads applies and no second pool spins). With yn (else
+// NULL), also yn = LayerNorm(out) with weight lw, bias lb (padded to CP): the next block's first
+// norm. Returns 0, or 1 for bad sizes, 2 when scratch memory could not be allocated.
 int lsr_ccm_f43(const float* y, const float* x, float* out, int N, int H, int W, int C, int E,
-                const float* U, const float* b1, const float* W2, const float* b2) {
+                const float* U, const float* b1, const float* W2, const float* b2, float* yn,
+                const float* lw, const float* lb, float eps) {
     if (H % 4 || W % 4 || N <= 0 || C <= 0 || E <= 0) return 1;
     const long rows = (long)N * (H / 4);
     const size_t image = (size_t)H * W * C;
@@ -342,7 +406,7 @@ int lsr_ccm_f43(const float* y, const float* x, float* out, int N, int H, int W,
             if (!scratch) continue;
             const size_t n = (size_t)(r / (H / 4));
             tile_row(y + n * image, x + n * image, out + n * image, H, W, C, E, U, b1, W2, b2,
-                     (int)(r % (H / 4)), scratch);
+                     yn ? yn + n * image : nullptr, lw, lb, eps, (int)(r % (H / 4)), scratch);
         }
         free(scratch);
     }
@@ -354,28 +418,10 @@ int lsr_ccm_f43(const float* y, const float* x, float* out, int N, int H, int W,
 
 namespace {
 
-// Writes n floats from src (n % 8 lanes of the last vector through a mask: one vmaskmovps per
-// run of four pixels, since those stores are slow on AMD).
-inline void write_run(float* dst, const float* src, int n, __m256i tail) {
-    int i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_loadu_ps(src + i));
-    if (i < n) _mm256_maskstore_ps(dst + i, tail, _mm256_loadu_ps(src + i));
-}
-
-// Four pixels' channel vectors t[q][0:C] packed into one contiguous run (each pixel's padded
-// last vector spills into the next pixel's place before that is written), then written.
-inline void write_run(float* dst, const float (*t)[MAX_C], int C, int nvec, float* stage,
-                      __m256i tail) {
-    for (int q = 0; q < 4; ++q)
-        for (int v = 0; v < nvec; ++v)
-            _mm256_storeu_ps(stage + q * C + 8 * v, _mm256_load_ps(t[q] + 8 * v));
-    write_run(dst, stage, 4 * C, tail);
-}
-
 // The aggregation of four pixels (a row's columns c0 .. c0 + 3) for NV vectors of channels
 // from vector v0: t[q][8 v0 ...] = Wa^T a[q] + ba.
 template <int NV>
-inline void aggregate(const float (*a)[MAX_C], const float* Wa, int CP, int C, const float* ba,
+inline void aggregate(const float (*a)[MAX_C + 16], const float* Wa, int CP, int C, const float* ba,
                       int v0, float (*t)[MAX_C]) {
     __m256 acc[4][NV];
     for (int v = 0; v < NV; ++v) {
@@ -399,48 +445,77 @@ inline void aggregate(const float (*a)[MAX_C], const float* Wa, int CP, int C, c
 
 extern "C" {
 
-int lsr_abi(void) { return 2; }
+int lsr_abi(void) { return 3; }
 
 // SAFM output and the next LayerNorm for N images; rows shared among the OpenMP threads.
-// s: `levels` pointers to the depth-wise-filtered levels (level i at (H >> i, W >> i)).
-int lsr_safm_out(const float* x, const float* y, const float* const* s, int levels, float* xo,
-                 float* yo, int N, int H, int W, int C, const float* Wa, const float* ba,
-                 const float* lw, const float* lb, float eps) {
-    if (levels <= 0 || C > MAX_C || C % levels || H % (1 << (levels - 1)) || W % (1 << (levels - 1)) ||
-        W % 4 || N <= 0 || C <= 0)
+// Level 0 (the first C / levels channels of y at full resolution) goes through its 3x3
+// depth-wise convolution here (w0: 9 taps x CHP, tap-major, CHP = the chunk rounded up to 8;
+// b0: CHP); s: levels - 1 pointers to the other levels after their depth-wise convolutions
+// (level i at (H >> i, W >> i)).
+int lsr_safm_out(const float* x, const float* y, const float* const* s, int levels,
+                 const float* w0, const float* b0, float* xo, float* yo, int N, int H, int W,
+                 int C, const float* Wa, const float* ba, const float* lw, const float* lb,
+                 float eps) {
+    if (levels <= 0 || C > MAX_C || C % levels || H % (1 << (levels - 1)) ||
+        W % (1 << (levels - 1)) || W % 4 || N <= 0 || C <= 0)
         return 1;
-    const int CP = (C + 7) / 8 * 8, chunk = C / levels, nvec = CP / 8;
+    const int CP = (C + 7) / 8 * 8, chunk = C / levels, nvec = CP / 8, nch = (chunk + 7) / 8;
+    if (nch > 8) return 1;
     const size_t image = (size_t)H * W * C;
     alignas(32) int lanes[8];
     for (int l = 0; l < 8; ++l) lanes[l] = (C % 8 == 0 || l < C % 8) ? -1 : 0;
     const __m256i tail = _mm256_load_si256((const __m256i*)lanes);
-    const __m256i all = _mm256_set1_epi32(-1);
     for (int l = 0; l < 8; ++l) lanes[l] = (4 * C % 8 == 0 || l < 4 * C % 8) ? -1 : 0;
     const __m256i run_tail = _mm256_load_si256((const __m256i*)lanes);
+    for (int l = 0; l < 8; ++l) lanes[l] = (chunk % 8 == 0 || l < chunk % 8) ? -1 : 0;
+    const __m256i chunk_tail = _mm256_load_si256((const __m256i*)lanes);
+    const __m256i all = _mm256_set1_epi32(-1);
     const long rows = (long)N * H;
 #pragma omp parallel
     {
-        alignas(32) float a[4][MAX_C];  // cat vectors of four pixels (zero beyond C)
-        alignas(32) float t[4][MAX_C];  // x' of four pixels
-        alignas(32) float u[2 * (4 * MAX_C + 8)];  // y' of four pixels, then a staging run
+        alignas(32) float a[4][MAX_C + 16];  // cat vectors of four pixels
+        alignas(32) float t[4][MAX_C];       // x' of four pixels
+        alignas(32) float stage[4 * MAX_C + 16];
         memset(a, 0, sizeof(a));
 #pragma omp for schedule(static)
         for (long r = 0; r < rows; ++r) {
             const long n = r / H;
             const int row = (int)(r % H);
+            const float* img = y + n * image;
             const float* xr = x + n * image + (size_t)row * W * C;
-            const float* yr = y + n * image + (size_t)row * W * C;
-            float* xor_ = xo + n * image + (size_t)row * W * C;
-            float* yor = yo + n * image + (size_t)row * W * C;
+            const float* yr = img + (size_t)row * W * C;
             for (int c0 = 0; c0 < W; c0 += 4) {
-                // gather: level i's value at (row >> i, col >> i) is the nearest upsampling
                 for (int q = 0; q < 4; ++q) {
                     const int col = c0 + q;
-                    for (int i = 0; i < levels; ++i) {
+                    // level 0: 3x3 depth-wise convolution of y's first chunk channels
+                    __m256 acc[8];
+                    for (int v = 0; v < nch; ++v) acc[v] = _mm256_loadu_ps(b0 + 8 * v);
+                    for (int dy = -1; dy <= 1; ++dy) {
+                        const int rr = row + dy;
+                        if (rr < 0 || rr >= H) continue;
+                        for (int dx = -1; dx <= 1; ++dx) {
+                            const int cc = col + dx;
+                            if (cc < 0 || cc >= W) continue;
+                            const float* src = img + ((size_t)rr * W + cc) * C;
+                            const float* w = w0 + (size_t)((dy + 1) * 3 + dx + 1) * (8 * nch);
+                            for (int v = 0; v < nch; ++v) {
+                                const __m256i m = v == nch - 1 ? chunk_tail : all;
+                                acc[v] = _mm256_fmadd_ps(_mm256_maskload_ps(src + 8 * v, m),
+                                                         _mm256_loadu_ps(w + 8 * v), acc[v]);
+                            }
+                        }
+                    }
+                    for (int v = 0; v < nch; ++v) _mm256_storeu_ps(a[q] + 8 * v, acc[v]);
+                    // levels 1..: nearest upsampling is the value at (row >> i, col >> i); the
+                    // padded last vector spills into the next level's place before that is set
+                    for (int i = 1; i < levels; ++i) {
                         const int hi = H >> i, wi = W >> i;
                         const float* src =
-                            s[i] + (((size_t)n * hi + (row >> i)) * wi + (col >> i)) * chunk;
-                        memcpy(a[q] + i * chunk, src, sizeof(float) * chunk);
+                            s[i - 1] + (((size_t)n * hi + (row >> i)) * wi + (col >> i)) * chunk;
+                        for (int v = 0; v < nch; ++v)
+                            _mm256_storeu_ps(a[q] + i * chunk + 8 * v,
+                                             _mm256_maskload_ps(src + 8 * v,
+                                                                v == nch - 1 ? chunk_tail : all));
                     }
                 }
                 // aggregation 1x1 + bias, three vectors at a time (4 x 3 accumulators)
@@ -461,33 +536,11 @@ int lsr_safm_out(const float* x, const float* y, const float* const* s, int leve
                         _mm256_store_ps(t[q] + 8 * v, _mm256_fmadd_ps(g, yv, xv));
                     }
                 }
-                // write x', then y' = LayerNorm(x') over the C channels (two passes, float32)
-                for (int q = 0; q < 4; ++q) {
-                    __m256 sum = _mm256_setzero_ps();
-                    for (int v = 0; v < nvec; ++v) sum = _mm256_add_ps(sum, _mm256_load_ps(t[q] + 8 * v));
-                    alignas(32) float h8[8];
-                    _mm256_store_ps(h8, sum);
-                    const float mean = (h8[0] + h8[1] + h8[2] + h8[3] + h8[4] + h8[5] + h8[6] + h8[7]) / C;
-                    const __m256 mv = _mm256_set1_ps(mean);
-                    __m256 sq = _mm256_setzero_ps();
-                    for (int v = 0; v < nvec; ++v) {
-                        const __m256i m = (v == nvec - 1) ? tail : all;
-                        const __m256 d = _mm256_and_ps(_mm256_sub_ps(_mm256_load_ps(t[q] + 8 * v), mv),
-                                                       _mm256_castsi256_ps(m));
-                        sq = _mm256_fmadd_ps(d, d, sq);
-                    }
-                    _mm256_store_ps(h8, sq);
-                    const float var = (h8[0] + h8[1] + h8[2] + h8[3] + h8[4] + h8[5] + h8[6] + h8[7]) / C;
-                    const __m256 rs = _mm256_set1_ps(1.0f / sqrtf(var + eps));
-                    for (int v = 0; v < nvec; ++v) {
-                        const int c = 8 * v;
-                        const __m256 nrm = _mm256_mul_ps(_mm256_sub_ps(_mm256_load_ps(t[q] + c), mv), rs);
-                        const __m256 o = _mm256_fmadd_ps(nrm, _mm256_loadu_ps(lw + c), _mm256_loadu_ps(lb + c));
-                        _mm256_storeu_ps(u + q * C + c, o);  // spills into the next pixel
-                    }
-                }
-                write_run(xor_ + (size_t)c0 * C, t, C, nvec, u + 4 * C + 8, run_tail);
-                write_run(yor + (size_t)c0 * C, u, 4 * C, run_tail);
+                // write x', then y' = LayerNorm(x')
+                const size_t at = (size_t)row * W * C + (size_t)c0 * C;
+                write_run(xo + n * image + at, t, C, nvec, stage, run_tail);
+                layer_norm4(t[0], MAX_C, C, tail, lw, lb, eps, stage, yo + n * image + at,
+                            run_tail);
             }
         }
     }
