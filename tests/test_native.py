@@ -114,6 +114,51 @@ def test_safm_out_matches_the_torch_formulation(
     assert (yo.to(d) - layer_norm(xr, lw, lb)).abs().max().item() < 1e-5
 
 
+@pytest.mark.parametrize(("c", "e"), [(36, 48), (36, 12), (36, 27), (5, 3)])
+def test_conv3x3_matches_torch(c: int, e: int) -> None:
+    """The tail's 3x3 convolution (3 s^2 outputs: 48, 27, 12) by F(4x4, 3x3)."""
+    need_native()
+    torch.manual_seed(e)
+    x = rand(2, c, 8, 12).contiguous(memory_format=CL)
+    w, b = rand(e, c, 3, 3, scale=0.1), rand(e, scale=0.1)
+    d = torch.float64
+    ref = F.conv2d(x.to(d), w.to(d), b.to(d), padding=1)
+    out = native.conv3x3_f43(x, *native.pack_conv3x3(w, b), e)
+    assert out.shape == ref.shape
+    assert (out.to(d) - ref).abs().max().item() < 5e-5
+
+
+def test_streamed_block_equals_the_two_kernels() -> None:
+    """safmn_block (SAFM rows into ring buffers, CCM tiles from them) gives exactly what
+    safm_out followed by ccm_f43_norm gives, on several images and a height that splits
+    unevenly among threads."""
+    need_native()
+    torch.manual_seed(3)
+    n, c, e, h, w = 2, 36, 72, 40, 16
+    x = rand(n, c, h, w).contiguous(memory_format=CL)
+    y = rand(n, c, h, w).contiguous(memory_format=CL)
+    lv = [rand(n, 9, h >> i, w >> i).contiguous(memory_format=CL) for i in range(1, 4)]
+    safm = [
+        *native.pack_safm(rand(9, 1, 3, 3, scale=0.3), rand(9), rand(c, c, 1, 1, scale=0.1),
+                          rand(c, scale=0.1)),
+        *native.pack_norm(1 + rand(c, scale=0.1), rand(c, scale=0.1)),
+    ]  # fmt: skip
+    ccm = list(native.pack_ccm(rand(e, c, 3, 3, scale=0.05), rand(e), rand(c, e, 1, 1), rand(c)))
+    norm = list(native.pack_norm(1 + rand(c, scale=0.1), rand(c, scale=0.1)))
+    x2, y2 = native.safm_out(x, y, lv, *safm, 1e-6)
+    want, want_y = native.ccm_f43_norm(x2, y2, *ccm, *norm, 1e-6)
+    for threads in (1, 3):
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            out, yn = native.safmn_block(x, y, lv, safm, 1e-6, ccm, norm, 1e-6)
+            last, empty = native.safmn_block(x, y, lv, safm, 1e-6, ccm, [], 1e-6)
+        finally:
+            torch.set_num_threads(before)
+        assert torch.equal(out, want) and torch.equal(yn, want_y)
+        assert torch.equal(last, want) and empty.numel() == 0
+
+
 def test_fast_safmn_with_native_kernels_matches_plain_on_set5() -> None:
     """The issue's float32 bound (1e-4 in [0, 1] units) on real weights, native vs plain, and
     native vs the PyTorch formulation of the fast path, eager and compiled."""

@@ -343,16 +343,20 @@ class _FastBlock(nn.Module):
         h = _conv_gelu(y, self.c1_w, self.c1_b, 1)
         return F.conv2d(h, self.c2_w, self.c2_b).to(rd) + x
 
-    def safm_native(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The SAFM with lightsr's native kernel: ``(x', LN2(x'))`` from the residual stream
-        ``x`` and ``y = LN1(x)`` (float32 CPU, :mod:`lightsr.native`).
+    def forward_native(
+        self, x: torch.Tensor, y: torch.Tensor, nxt: _FastBlock | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The block with lightsr's native kernel (float32 CPU, :mod:`lightsr.native`), from the
+        residual stream ``x`` and ``y = LN1(x)``; returns ``(out, nxt's LN1(out))`` (the second
+        empty when ``nxt`` is None).
 
         PyTorch pools the levels 1.. and runs their depth-wise convolutions (small tensors);
-        ``safm_out`` does the full-resolution depth-wise convolution, the levels' nearest
-        upsampling (an index lookup), aggregation, GELU, modulation, residual and the CCM's
-        LayerNorm in one pass.
+        ``safmn_block`` does the rest in one streamed pass: the full-resolution depth-wise
+        convolution, the levels' nearest upsampling (an index lookup), aggregation, GELU,
+        modulation, residual, the second LayerNorm, the CCM (Winograd 3x3, GELU, 1x1,
+        residual) and the next block's first LayerNorm.
         """
-        from .native import safm_out
+        from .native import safmn_block
 
         c = self.chunk
         levels = []
@@ -361,10 +365,11 @@ class _FastBlock(nn.Module):
             s = F.max_pool2d(y[:, i * c : (i + 1) * c], k, k)
             wi, bi = self._dw(i)
             levels.append(F.conv2d(s, wi, bi, padding=1, groups=c))
-        return safm_out(
-            x, y, levels, self.nat_w0, self.nat_b0, self.nat_wa, self.nat_ba, self.nat_n2w,
-            self.nat_n2b, self.eps,
-        )  # fmt: skip
+        safm = [self.nat_w0, self.nat_b0, self.nat_wa, self.nat_ba, self.nat_n2w, self.nat_n2b]
+        ccm = [self.nat_u, self.nat_b1, self.nat_w2, self.nat_b2]
+        norm = [] if nxt is None else [nxt.nat_n1w, nxt.nat_n1b]
+        eps = self.eps if nxt is None else nxt.eps
+        return safmn_block(x, y, levels, safm, self.eps, ccm, norm, eps)
 
 
 _NATIVE_BUFFERS = (
@@ -426,6 +431,12 @@ class FastSAFMN(nn.Module):
         )
         self.register_parameter("img_w", _frozen(to_img.weight, dtype))
         self.register_parameter("img_b", _frozen(to_img.bias, dtype))
+        if self.native:
+            from .native import pack_conv3x3
+
+            u, b = pack_conv3x3(to_img.weight, to_img.bias)
+            self.register_buffer("nat_img_u", u, persistent=False)
+            self.register_buffer("nat_img_b", b, persistent=False)
         self.eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -450,10 +461,11 @@ class FastSAFMN(nn.Module):
     def _forward_native(self, x: torch.Tensor) -> torch.Tensor:
         """The same network with lightsr's native kernels (float32 CPU).
 
-        Per block: :meth:`_FastBlock.safm_native`, then the CCM kernel, which also computes
-        the next block's first LayerNorm while its output is in cache.
+        Per block :meth:`_FastBlock.forward_native`, which also computes the next block's
+        first LayerNorm while its output is in cache; the tail's 3x3 convolution is native
+        too (Winograd F(4x4, 3x3)).
         """
-        from .native import ccm_f43, ccm_f43_norm
+        from .native import conv3x3_f43
 
         feat = F.conv2d(x, self.feat_w, self.feat_b, padding=1)
         h = feat
@@ -462,14 +474,8 @@ class FastSAFMN(nn.Module):
             b0 = blocks[0]
             y = _channel_layer_norm(h, b0.n1w, b0.n1b, b0.eps, b0.dim)
         for i, blk in enumerate(blocks):
-            h, y2 = blk.safm_native(h, y)
-            ccm = (blk.nat_u, blk.nat_b1, blk.nat_w2, blk.nat_b2)
-            if i + 1 < len(blocks):
-                nxt = blocks[i + 1]
-                h, y = ccm_f43_norm(h, y2, *ccm, nxt.nat_n1w, nxt.nat_n1b, nxt.eps)
-            else:
-                h = ccm_f43(h, y2, *ccm)
-        y = F.conv2d(h + feat, self.img_w, self.img_b, padding=1)
+            h, y = blk.forward_native(h, y, blocks[i + 1] if i + 1 < len(blocks) else None)
+        y = conv3x3_f43(h + feat, self.nat_img_u, self.nat_img_b, self.img_w.shape[0])
         return F.pixel_shuffle(y, self.scale)
 
 

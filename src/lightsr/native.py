@@ -42,16 +42,19 @@ __all__ = [
     "cache_dir",
     "ccm_f43",
     "ccm_f43_norm",
+    "conv3x3_f43",
     "pack_ccm",
+    "pack_conv3x3",
     "pack_norm",
     "pack_safm",
     "safm_out",
+    "safmn_block",
     "unavailable_reason",
 ]
 
 _SOURCE = Path(__file__).with_name("kernels") / "safmn.cpp"
 _FLAGS = ["-O3", "-mavx2", "-mfma", "-fopenmp", "-fPIC", "-shared", "-fno-math-errno"]
-_ABI = 3
+_ABI = 5
 
 # Winograd F(4x4, 3x3) weight transform G (Lavin & Gray 2016), applied in float64.
 _G = (
@@ -128,6 +131,11 @@ def _build() -> ctypes.CDLL:
     lib.lsr_ccm_f43.restype = i
     lib.lsr_safm_out.argtypes = [p, p, p, i, p, p, p, p, i, i, i, i, p, p, p, p, f]
     lib.lsr_safm_out.restype = i
+    lib.lsr_block.argtypes = [p, p, p, i, p, p, p, p, p, p, f, i, i, i, i, i,
+                              p, p, p, p, p, p, p, p, f]  # fmt: skip
+    lib.lsr_block.restype = i
+    lib.lsr_conv3x3_f43.argtypes = [p, p, i, i, i, i, i, p, p]
+    lib.lsr_conv3x3_f43.restype = i
     return lib
 
 
@@ -177,6 +185,15 @@ def pack_ccm(
     w2_p = torch.zeros(e, cp)
     w2_p[:, :c] = w2.detach().float().cpu().reshape(c, e).t()
     return u_p.contiguous(), _pad(b1, ep), w2_p.contiguous(), _pad(b2, cp)
+
+
+def pack_conv3x3(w: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A 3x3 convolution's (E, C, 3, 3) weights and bias for :func:`conv3x3_f43`: ``(U, b)``
+    as in :func:`pack_ccm`."""
+    e, c = w.shape[:2]
+    zeros = torch.zeros(c, e, 1, 1)
+    u, bp, _, _ = pack_ccm(w, b, zeros, torch.zeros(c))
+    return u, bp
 
 
 def pack_norm(weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -321,6 +338,68 @@ def safm_out(
     return xo.permute(0, 3, 1, 2), yo.permute(0, 3, 1, 2)
 
 
+@torch.library.custom_op("lightsr::safmn_block", mutates_args=(), device_types="cpu")
+def safmn_block(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    levels: list[torch.Tensor],
+    safm: list[torch.Tensor],
+    eps: float,
+    ccm: list[torch.Tensor],
+    next_norm: list[torch.Tensor],
+    next_eps: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One feature mixing module after its first LayerNorm, in one streamed pass (float32 CPU).
+
+    ``x`` is the residual stream and ``y = LN1(x)``; ``levels`` as in :func:`safm_out`;
+    ``safm = [w0, b0, Wa, ba, n2w, n2b]`` (:func:`pack_safm`, :func:`pack_norm` of the block's
+    second LayerNorm); ``ccm = [U, b1, W2, b2]`` (:func:`pack_ccm`); ``next_norm`` the packed
+    first LayerNorm of the next block, or empty. Computes :func:`safm_out` row by row into
+    per-thread ring buffers from which the CCM reads at once, so ``x'`` and ``y'`` never go
+    through memory. Returns ``(out, LN_next(out))``; the second is empty without
+    ``next_norm``.
+    """
+    n, c, h, w = x.shape
+    if c > MAX_CHANNELS:
+        raise ValueError(f"safmn_block: at most {MAX_CHANNELS} channels, got {c}")
+    if len(safm) != 6 or len(ccm) != 4 or len(next_norm) not in (0, 2):
+        raise ValueError("safmn_block: expected 6 SAFM, 4 CCM and 0 or 2 norm tensors")
+    xs, ys = _nhwc(x), _nhwc(y)
+    ls = [_nhwc(t) for t in levels]
+    out = torch.empty_like(xs)
+    yn = torch.empty_like(xs) if next_norm else torch.empty(0)
+    ptrs = (ctypes.c_void_p * max(1, len(ls)))(*(t.data_ptr() for t in ls))
+    w0, b0, wa, ba, n2w, n2b = safm
+    norm = _ptrs(*next_norm) if next_norm else [None, None]
+    code = _lib().lsr_block(
+        xs.data_ptr(), ys.data_ptr(), ptrs, len(ls) + 1, *_ptrs(w0, b0, wa, ba, n2w, n2b), eps,
+        n, h, w, c, ccm[2].shape[0], *_ptrs(*ccm), out.data_ptr(),
+        yn.data_ptr() if next_norm else None, *norm, next_eps,
+    )  # fmt: skip
+    if code:
+        raise ValueError(f"safmn_block: unsupported sizes {tuple(x.shape)} (code {code})")
+    out = out.permute(0, 3, 1, 2)
+    return out, (yn.permute(0, 3, 1, 2) if next_norm else yn)
+
+
+@torch.library.custom_op("lightsr::conv3x3_f43", mutates_args=(), device_types="cpu")
+def conv3x3_f43(x: torch.Tensor, u: torch.Tensor, b: torch.Tensor, channels: int) -> torch.Tensor:
+    """A 3x3 convolution with zero padding and bias by Winograd F(4x4, 3x3) (float32 CPU).
+
+    ``x`` is (B, C, H, W) with H and W multiples of 4; ``u, b`` from :func:`pack_conv3x3`;
+    returns (B, channels, H, W), channels-last.
+    """
+    n, c, h, w = x.shape
+    if h % 4 or w % 4:
+        raise ValueError(f"conv3x3_f43: height and width must be multiples of 4, got {h}x{w}")
+    xs = _nhwc(x)
+    out = torch.empty(n, h, w, channels)
+    code = _lib().lsr_conv3x3_f43(xs.data_ptr(), out.data_ptr(), n, h, w, c, channels, *_ptrs(u, b))
+    if code:
+        raise RuntimeError(f"conv3x3_f43 kernel failed with code {code}")
+    return out.permute(0, 3, 1, 2)
+
+
 def _like(x: torch.Tensor) -> torch.Tensor:
     return torch.empty_like(x, memory_format=torch.channels_last)
 
@@ -338,3 +417,17 @@ def _(x: torch.Tensor, y: torch.Tensor, *args: object) -> tuple[torch.Tensor, to
 @safm_out.register_fake
 def _(x: torch.Tensor, y: torch.Tensor, *args: object) -> tuple[torch.Tensor, torch.Tensor]:
     return _like(x), _like(x)
+
+
+@safmn_block.register_fake
+def _(
+    x: torch.Tensor, y: torch.Tensor, levels: list[torch.Tensor], safm: list[torch.Tensor],
+    eps: float, ccm: list[torch.Tensor], next_norm: list[torch.Tensor], next_eps: float,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    return _like(x), (_like(x) if next_norm else x.new_empty(0))
+
+
+@conv3x3_f43.register_fake
+def _(x: torch.Tensor, u: torch.Tensor, b: torch.Tensor, channels: int) -> torch.Tensor:
+    n, _, h, w = x.shape
+    return x.new_empty(n, h, w, channels).permute(0, 3, 1, 2)

@@ -31,6 +31,7 @@
 
 #include <immintrin.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -280,10 +281,17 @@ long lsr_ccm_scratch_floats(int C, int E) {
 
 namespace {
 
-// One row of tiles of one image (output rows 4 ty .. 4 ty + 3).
-void tile_row(const float* y, const float* x, float* out, int H, int W, int C, int E,
+// One row of tiles of one image (output rows 4 ty .. 4 ty + 3). With `ring`, y and x hold only
+// rows r at slot r % 8 (lsr_block's ring buffers); else they are the whole image. With
+// `conv_only`, out (E channels per pixel) gets the 3x3 convolution plus b1 and nothing else.
+void tile_row(const float* y, const float* x, bool ring, float* out, int H, int W, int C, int E,
               const float* U, const float* b1, const float* W2, const float* b2, float* yn,
-              const float* lw, const float* lb, float eps, int ty, float* scratch) {
+              const float* lw, const float* lb, float eps, int ty, float* scratch,
+              bool conv_only = false) {
+    const size_t row_floats = (size_t)W * C;
+    auto at_row = [&](const float* base, int r) {
+        return base + (ring ? (size_t)(r & 7) : (size_t)r) * row_floats;
+    };
     const int EP = (E + 23) / 24 * 24, CP = (C + 7) / 8 * 8, TW = W / 4;
     float* V = scratch;                         // [36][NT][CP]
     float* M = V + 36L * NT * CP;               // [36][NT][EP]
@@ -298,6 +306,8 @@ void tile_row(const float* y, const float* x, float* out, int H, int W, int C, i
     const __m256i tail = _mm256_load_si256((const __m256i*)lanes);
     for (int l = 0; l < 8; ++l) lanes[l] = (4 * C % 8 == 0 || l < 4 * C % 8) ? -1 : 0;
     const __m256i run_tail = _mm256_load_si256((const __m256i*)lanes);
+    for (int l = 0; l < 8; ++l) lanes[l] = l < E % 8 ? -1 : 0;
+    const __m256i e_tail = _mm256_load_si256((const __m256i*)lanes);
 
     {
         for (int tx0 = 0; tx0 < TW; tx0 += NT) {
@@ -313,7 +323,7 @@ void tile_row(const float* y, const float* x, float* out, int H, int W, int C, i
                         const int row = oy + i;
                         d[i] = (row < 0 || row >= H || col < 0 || col >= W)
                                    ? zeros
-                                   : y + ((size_t)row * W + col) * C;
+                                   : at_row(y, row) + (size_t)col * C;
                         r[i] = rowt + ((size_t)i * 6 + j) * CP;
                     }
                     input_rows(d, r, n_full, tail, has_tail);
@@ -349,6 +359,15 @@ void tile_row(const float* y, const float* x, float* out, int H, int W, int C, i
                     for (int p = 0; p < 4; ++p) {
                         __m256 o[4];
                         output_rows(s[p], o);
+                        if (conv_only) {  // the convolution itself, E channels per pixel
+                            float* px = out + ((size_t)(4 * ty + p) * W + 4 * (tx0 + t)) * E + e;
+                            for (int q = 0; q < 4; ++q) {
+                                const __m256 v = _mm256_add_ps(o[q], bias);
+                                if (e + 8 <= E) _mm256_storeu_ps(px + (size_t)q * E, v);
+                                else if (e < E) _mm256_maskstore_ps(px + (size_t)q * E, e_tail, v);
+                            }
+                            continue;
+                        }
                         for (int q = 0; q < 4; ++q)
                             _mm256_storeu_ps(h + ((size_t)t * 16 + p * 4 + q) * EP + e,
                                              gelu(_mm256_add_ps(o[q], bias)));
@@ -356,7 +375,7 @@ void tile_row(const float* y, const float* x, float* out, int H, int W, int C, i
                 }
             }
             // 4. 1x1 projection, bias and residual, four pixels (one row of a tile) at a time
-            for (int px = 0; px < nt * 16; px += 4) {
+            for (int px = 0; px < (conv_only ? 0 : nt * 16); px += 4) {
                 const int t = px / 16, p = px % 16 / 4;
                 const size_t at = ((size_t)(4 * ty + p) * W + 4 * (tx0 + t)) * C;
                 const float* a[4];
@@ -364,7 +383,7 @@ void tile_row(const float* y, const float* x, float* out, int H, int W, int C, i
                 float* o[4];
                 for (int q = 0; q < 4; ++q) {
                     a[q] = h + (size_t)(px + q) * EP;
-                    xr[q] = x + at + (size_t)q * C;
+                    xr[q] = at_row(x, 4 * ty + p) + (size_t)(4 * (tx0 + t) + q) * C;
                     o[q] = out + at + (size_t)q * C;
                 }
                 project_all<4>(a, W2, CP, E, b2, xr, o, C, tail);
@@ -405,7 +424,7 @@ int lsr_ccm_f43(const float* y, const float* x, float* out, int N, int H, int W,
         for (long r = 0; r < rows; ++r) {
             if (!scratch) continue;
             const size_t n = (size_t)(r / (H / 4));
-            tile_row(y + n * image, x + n * image, out + n * image, H, W, C, E, U, b1, W2, b2,
+            tile_row(y + n * image, x + n * image, false, out + n * image, H, W, C, E, U, b1, W2, b2,
                      yn ? yn + n * image : nullptr, lw, lb, eps, (int)(r % (H / 4)), scratch);
         }
         free(scratch);
@@ -445,7 +464,165 @@ inline void aggregate(const float (*a)[MAX_C + 16], const float* Wa, int CP, int
 
 extern "C" {
 
-int lsr_abi(void) { return 3; }
+// A plain 3x3 convolution (zero padding) with bias by F(4x4, 3x3): out (N, H, W, E) from
+// y (N, H, W, C), weights U, b as lsr_ccm_f43's U, b1. Returns as lsr_ccm_f43.
+int lsr_conv3x3_f43(const float* y, float* out, int N, int H, int W, int C, int E,
+                    const float* U, const float* b) {
+    if (H % 4 || W % 4 || N <= 0 || C <= 0 || E <= 0) return 1;
+    const long rows = (long)N * (H / 4);
+    const size_t image = (size_t)H * W * C, out_image = (size_t)H * W * E;
+    const size_t bytes = ((size_t)lsr_ccm_scratch_floats(C, E) * 4 + 63) / 64 * 64;
+    int failed = 0;
+#pragma omp parallel
+    {
+        float* scratch = (float*)aligned_alloc(64, bytes);
+        if (!scratch) {
+#pragma omp atomic write
+            failed = 2;
+        } else {
+            memset(scratch, 0, bytes);
+        }
+#pragma omp for schedule(static)
+        for (long r = 0; r < rows; ++r) {
+            if (!scratch) continue;
+            const size_t n = (size_t)(r / (H / 4));
+            tile_row(y + n * image, nullptr, false, out + n * out_image, H, W, C, E, U, b,
+                     nullptr, nullptr, nullptr, nullptr, nullptr, 0.0f, (int)(r % (H / 4)), scratch,
+                     true);
+        }
+        free(scratch);
+    }
+    return failed;
+}
+
+int lsr_abi(void) { return 5; }
+
+}  // extern "C"
+
+namespace {
+
+// Everything lsr_safm_out needs (see there).
+struct Safm {
+    const float* x;
+    const float* y;
+    const float* const* s;
+    int levels;
+    const float* w0;
+    const float* b0;
+    int N, H, W, C;
+    const float* Wa;
+    const float* ba;
+    const float* lw;
+    const float* lb;
+    float eps;
+
+    bool valid() const {
+        return levels > 0 && C > 0 && C <= MAX_C && C % levels == 0 &&
+               H % (1 << (levels - 1)) == 0 && W % (1 << (levels - 1)) == 0 && W % 4 == 0 &&
+               N > 0 && (C / levels + 7) / 8 <= 8;
+    }
+};
+
+// Per-thread buffers of safm_row.
+struct SafmScratch {
+    alignas(32) float a[4][MAX_C + 16];  // cat vectors of four pixels
+    alignas(32) float t[4][MAX_C];       // x' of four pixels
+    alignas(32) float stage[4 * MAX_C + 16];
+};
+
+inline __m256i lanes_mask(int n) {  // the first n % 8 lanes, or all when n % 8 == 0
+    alignas(32) int lanes[8];
+    for (int l = 0; l < 8; ++l) lanes[l] = (n % 8 == 0 || l < n % 8) ? -1 : 0;
+    return _mm256_load_si256((const __m256i*)lanes);
+}
+
+// The full-resolution 3x3 depth-wise convolution (zero padding) of y's first chunk channels at
+// (row, col), NV vectors of channels (only the lanes of `tail` in the last), into dst.
+template <int NV>
+inline void dw3x3(const Safm& A, const float* img, int row, int col, __m256i tail, float* dst) {
+    const int H = A.H, W = A.W, C = A.C, nch = (A.C / A.levels + 7) / 8;
+    __m256 acc[NV];
+    for (int v = 0; v < NV; ++v) acc[v] = v < nch ? _mm256_loadu_ps(A.b0 + 8 * v) : _mm256_setzero_ps();
+    for (int dy = -1; dy <= 1; ++dy) {
+        const int rr = row + dy;
+        if (rr < 0 || rr >= H) continue;
+        for (int dx = -1; dx <= 1; ++dx) {
+            const int cc = col + dx;
+            if (cc < 0 || cc >= W) continue;
+            const float* src = img + ((size_t)rr * W + cc) * C;
+            const float* w = A.w0 + (size_t)((dy + 1) * 3 + dx + 1) * (8 * nch);
+            for (int v = 0; v < NV; ++v) {
+                if (v >= nch) break;
+                const __m256 yv = v == nch - 1 ? _mm256_maskload_ps(src + 8 * v, tail)
+                                               : _mm256_loadu_ps(src + 8 * v);
+                acc[v] = _mm256_fmadd_ps(yv, _mm256_loadu_ps(w + 8 * v), acc[v]);
+            }
+        }
+    }
+    for (int v = 0; v < NV; ++v)
+        if (v < nch) _mm256_storeu_ps(dst + 8 * v, acc[v]);
+}
+
+// x' and y' of one row of image n, written to xo_row and yo_row (W * C floats each).
+void safm_row(const Safm& A, long n, int row, float* xo_row, float* yo_row, SafmScratch* S) {
+    const int H = A.H, W = A.W, C = A.C, levels = A.levels;
+    const int CP = (C + 7) / 8 * 8, chunk = C / levels, nvec = CP / 8, nch = (chunk + 7) / 8;
+    const size_t image = (size_t)H * W * C;
+    const __m256i tail = lanes_mask(C), run_tail = lanes_mask(4 * C),
+                  chunk_tail = lanes_mask(chunk), all = _mm256_set1_epi32(-1);
+    const float* img = A.y + n * image;
+    const float* xr = A.x + n * image + (size_t)row * W * C;
+    const float* yr = img + (size_t)row * W * C;
+    for (int c0 = 0; c0 < W; c0 += 4) {
+        for (int q = 0; q < 4; ++q) {
+            const int col = c0 + q;
+            // level 0: 3x3 depth-wise convolution of y's first chunk channels
+            switch (nch) {
+                case 1: dw3x3<1>(A, img, row, col, chunk_tail, S->a[q]); break;
+                case 2: dw3x3<2>(A, img, row, col, chunk_tail, S->a[q]); break;
+                case 3: dw3x3<3>(A, img, row, col, chunk_tail, S->a[q]); break;
+                case 4: dw3x3<4>(A, img, row, col, chunk_tail, S->a[q]); break;
+                default: dw3x3<8>(A, img, row, col, chunk_tail, S->a[q]); break;
+            }
+            // levels 1..: nearest upsampling is the value at (row >> i, col >> i); the padded
+            // last vector spills into the next level's place before that is set
+            for (int i = 1; i < levels; ++i) {
+                const int hi = H >> i, wi = W >> i;
+                const float* src =
+                    A.s[i - 1] + (((size_t)n * hi + (row >> i)) * wi + (col >> i)) * chunk;
+                for (int v = 0; v < nch; ++v)
+                    _mm256_storeu_ps(S->a[q] + i * chunk + 8 * v,
+                                     _mm256_maskload_ps(src + 8 * v, v == nch - 1 ? chunk_tail : all));
+            }
+        }
+        // aggregation 1x1 + bias, three vectors at a time (4 x 3 accumulators)
+        for (int v0 = 0; v0 < nvec; v0 += 3) {
+            const int nv = nvec - v0 < 3 ? nvec - v0 : 3;
+            if (nv == 3) aggregate<3>(S->a, A.Wa, CP, C, A.ba, v0, S->t);
+            else if (nv == 2) aggregate<2>(S->a, A.Wa, CP, C, A.ba, v0, S->t);
+            else aggregate<1>(S->a, A.Wa, CP, C, A.ba, v0, S->t);
+        }
+        // GELU, modulation by y, residual: t = x + gelu(t) * y (0 in padded lanes)
+        for (int q = 0; q < 4; ++q) {
+            const size_t at = (size_t)(c0 + q) * C;
+            for (int v = 0; v < nvec; ++v) {
+                const __m256i m = v == nvec - 1 ? tail : all;
+                const __m256 yv = _mm256_maskload_ps(yr + at + 8 * v, m);
+                const __m256 xv = _mm256_maskload_ps(xr + at + 8 * v, m);
+                const __m256 g = gelu(_mm256_load_ps(S->t[q] + 8 * v));
+                _mm256_store_ps(S->t[q] + 8 * v, _mm256_fmadd_ps(g, yv, xv));
+            }
+        }
+        // write x', then y' = LayerNorm(x')
+        write_run(xo_row + (size_t)c0 * C, S->t, C, nvec, S->stage, run_tail);
+        layer_norm4(S->t[0], MAX_C, C, tail, A.lw, A.lb, A.eps, S->stage,
+                    yo_row + (size_t)c0 * C, run_tail);
+    }
+}
+
+}  // namespace
+
+extern "C" {
 
 // SAFM output and the next LayerNorm for N images; rows shared among the OpenMP threads.
 // Level 0 (the first C / levels channels of y at full resolution) goes through its 3x3
@@ -456,95 +633,83 @@ int lsr_safm_out(const float* x, const float* y, const float* const* s, int leve
                  const float* w0, const float* b0, float* xo, float* yo, int N, int H, int W,
                  int C, const float* Wa, const float* ba, const float* lw, const float* lb,
                  float eps) {
-    if (levels <= 0 || C > MAX_C || C % levels || H % (1 << (levels - 1)) ||
-        W % (1 << (levels - 1)) || W % 4 || N <= 0 || C <= 0)
-        return 1;
-    const int CP = (C + 7) / 8 * 8, chunk = C / levels, nvec = CP / 8, nch = (chunk + 7) / 8;
-    if (nch > 8) return 1;
+    const Safm A{x, y, s, levels, w0, b0, N, H, W, C, Wa, ba, lw, lb, eps};
+    if (!A.valid()) return 1;
     const size_t image = (size_t)H * W * C;
-    alignas(32) int lanes[8];
-    for (int l = 0; l < 8; ++l) lanes[l] = (C % 8 == 0 || l < C % 8) ? -1 : 0;
-    const __m256i tail = _mm256_load_si256((const __m256i*)lanes);
-    for (int l = 0; l < 8; ++l) lanes[l] = (4 * C % 8 == 0 || l < 4 * C % 8) ? -1 : 0;
-    const __m256i run_tail = _mm256_load_si256((const __m256i*)lanes);
-    for (int l = 0; l < 8; ++l) lanes[l] = (chunk % 8 == 0 || l < chunk % 8) ? -1 : 0;
-    const __m256i chunk_tail = _mm256_load_si256((const __m256i*)lanes);
-    const __m256i all = _mm256_set1_epi32(-1);
     const long rows = (long)N * H;
+    int failed = 0;
 #pragma omp parallel
     {
-        alignas(32) float a[4][MAX_C + 16];  // cat vectors of four pixels
-        alignas(32) float t[4][MAX_C];       // x' of four pixels
-        alignas(32) float stage[4 * MAX_C + 16];
-        memset(a, 0, sizeof(a));
+        SafmScratch* S = (SafmScratch*)aligned_alloc(64, (sizeof(SafmScratch) + 63) / 64 * 64);
+        if (!S) {
+#pragma omp atomic write
+            failed = 2;
+        }
 #pragma omp for schedule(static)
         for (long r = 0; r < rows; ++r) {
+            if (!S) continue;
             const long n = r / H;
             const int row = (int)(r % H);
-            const float* img = y + n * image;
-            const float* xr = x + n * image + (size_t)row * W * C;
-            const float* yr = img + (size_t)row * W * C;
-            for (int c0 = 0; c0 < W; c0 += 4) {
-                for (int q = 0; q < 4; ++q) {
-                    const int col = c0 + q;
-                    // level 0: 3x3 depth-wise convolution of y's first chunk channels
-                    __m256 acc[8];
-                    for (int v = 0; v < nch; ++v) acc[v] = _mm256_loadu_ps(b0 + 8 * v);
-                    for (int dy = -1; dy <= 1; ++dy) {
-                        const int rr = row + dy;
-                        if (rr < 0 || rr >= H) continue;
-                        for (int dx = -1; dx <= 1; ++dx) {
-                            const int cc = col + dx;
-                            if (cc < 0 || cc >= W) continue;
-                            const float* src = img + ((size_t)rr * W + cc) * C;
-                            const float* w = w0 + (size_t)((dy + 1) * 3 + dx + 1) * (8 * nch);
-                            for (int v = 0; v < nch; ++v) {
-                                const __m256i m = v == nch - 1 ? chunk_tail : all;
-                                acc[v] = _mm256_fmadd_ps(_mm256_maskload_ps(src + 8 * v, m),
-                                                         _mm256_loadu_ps(w + 8 * v), acc[v]);
-                            }
-                        }
-                    }
-                    for (int v = 0; v < nch; ++v) _mm256_storeu_ps(a[q] + 8 * v, acc[v]);
-                    // levels 1..: nearest upsampling is the value at (row >> i, col >> i); the
-                    // padded last vector spills into the next level's place before that is set
-                    for (int i = 1; i < levels; ++i) {
-                        const int hi = H >> i, wi = W >> i;
-                        const float* src =
-                            s[i - 1] + (((size_t)n * hi + (row >> i)) * wi + (col >> i)) * chunk;
-                        for (int v = 0; v < nch; ++v)
-                            _mm256_storeu_ps(a[q] + i * chunk + 8 * v,
-                                             _mm256_maskload_ps(src + 8 * v,
-                                                                v == nch - 1 ? chunk_tail : all));
-                    }
-                }
-                // aggregation 1x1 + bias, three vectors at a time (4 x 3 accumulators)
-                for (int v0 = 0; v0 < nvec; v0 += 3) {
-                    const int nv = nvec - v0 < 3 ? nvec - v0 : 3;
-                    if (nv == 3) aggregate<3>(a, Wa, CP, C, ba, v0, t);
-                    else if (nv == 2) aggregate<2>(a, Wa, CP, C, ba, v0, t);
-                    else aggregate<1>(a, Wa, CP, C, ba, v0, t);
-                }
-                // GELU, modulation by y, residual: t = x + gelu(t) * y (0 in padded lanes)
-                for (int q = 0; q < 4; ++q) {
-                    const size_t at = (size_t)(c0 + q) * C;
-                    for (int v = 0; v < nvec; ++v) {
-                        const __m256i m = v == nvec - 1 ? tail : all;
-                        const __m256 yv = _mm256_maskload_ps(yr + at + 8 * v, m);
-                        const __m256 xv = _mm256_maskload_ps(xr + at + 8 * v, m);
-                        const __m256 g = gelu(_mm256_load_ps(t[q] + 8 * v));
-                        _mm256_store_ps(t[q] + 8 * v, _mm256_fmadd_ps(g, yv, xv));
-                    }
-                }
-                // write x', then y' = LayerNorm(x')
-                const size_t at = (size_t)row * W * C + (size_t)c0 * C;
-                write_run(xo + n * image + at, t, C, nvec, stage, run_tail);
-                layer_norm4(t[0], MAX_C, C, tail, lw, lb, eps, stage, yo + n * image + at,
-                            run_tail);
-            }
+            const size_t at = n * image + (size_t)row * W * C;
+            safm_row(A, n, row, xo + at, yo + at, S);
         }
+        free(S);
     }
-    return 0;
+    return failed;
+}
+
+// One whole feature mixing module after its first LayerNorm, streamed: lsr_safm_out's rows go
+// into per-thread ring buffers of eight rows, from which lsr_ccm_f43's tiles read them right
+// away, so x' and y' never travel through memory. Arguments as in those two functions; out and
+// (optionally) yn as in lsr_ccm_f43. Tile rows are shared among the OpenMP threads in
+// contiguous bands; each band recomputes the one SAFM row above it.
+int lsr_block(const float* x, const float* y, const float* const* s, int levels,
+              const float* w0, const float* b0, const float* Wa, const float* ba,
+              const float* l2w, const float* l2b, float eps, int N, int H, int W, int C, int E,
+              const float* U, const float* b1, const float* W2, const float* b2, float* out,
+              float* yn, const float* lw, const float* lb, float eps_next) {
+    const Safm A{x, y, s, levels, w0, b0, N, H, W, C, Wa, ba, l2w, l2b, eps};
+    if (!A.valid() || H % 4 || E <= 0) return 1;
+    const size_t image = (size_t)H * W * C, ring = 8 * (size_t)W * C;
+    const long rows = (long)N * (H / 4);
+    const size_t bytes =
+        ((size_t)lsr_ccm_scratch_floats(C, E) * 4 + 2 * ring * 4 + sizeof(SafmScratch) + 127) /
+        64 * 64;
+    int failed = 0;
+#pragma omp parallel
+    {
+        float* scratch = (float*)aligned_alloc(64, bytes);
+        if (!scratch) {
+#pragma omp atomic write
+            failed = 2;
+        } else {
+            memset(scratch, 0, (size_t)lsr_ccm_scratch_floats(C, E) * 4);
+        }
+        float* xring = scratch + lsr_ccm_scratch_floats(C, E);
+        float* yring = xring + ring;
+        SafmScratch* S = (SafmScratch*)(((uintptr_t)(yring + ring) + 63) / 64 * 64);
+        long done_n = -1;  // rows of image done_n up to done_row are in the rings
+        int done_row = -1;
+#pragma omp for schedule(static)
+        for (long r = 0; r < rows; ++r) {
+            if (!scratch) continue;
+            const long n = r / (H / 4);
+            const int ty = (int)(r % (H / 4));
+            const int first = 4 * ty - 1 > 0 ? 4 * ty - 1 : 0;
+            const int last = 4 * ty + 4 < H - 1 ? 4 * ty + 4 : H - 1;
+            int from = first;
+            if (done_n == n && done_row >= first - 1) from = done_row + 1;
+            for (int row = from; row <= last; ++row)
+                safm_row(A, n, row, xring + (size_t)(row & 7) * W * C,
+                         yring + (size_t)(row & 7) * W * C, S);
+            done_n = n;
+            done_row = last;
+            tile_row(yring, xring, true, out + n * image, H, W, C, E, U, b1, W2, b2,
+                     yn ? yn + n * image : nullptr, lw, lb, eps_next, ty, scratch);
+        }
+        free(scratch);
+    }
+    return failed;
 }
 
 }  // extern "C"
