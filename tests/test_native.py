@@ -159,6 +159,20 @@ def test_streamed_block_equals_the_two_kernels() -> None:
         assert torch.equal(last, want) and empty.numel() == 0
 
 
+@pytest.mark.parametrize(
+    ("c", "levels", "h", "w"), [(36, 4, 16, 24), (12, 3, 8, 12), (8, 2, 6, 10)]
+)
+def test_pool_levels_matches_max_pool(c: int, levels: int, h: int, w: int) -> None:
+    need_native()
+    torch.manual_seed(levels)
+    k = c // levels
+    y = rand(2, c, h, w).contiguous(memory_format=CL)
+    got = native.pool_levels(y, levels)
+    assert len(got) == levels - 1
+    for i, t in enumerate(got, start=1):
+        assert torch.equal(t, F.max_pool2d(y[:, i * k : (i + 1) * k], 2**i, 2**i))
+
+
 def test_fast_safmn_with_native_kernels_matches_plain_on_set5() -> None:
     """The issue's float32 bound (1e-4 in [0, 1] units) on real weights, native vs plain, and
     native vs the PyTorch formulation of the fast path, eager and compiled."""

@@ -350,19 +350,17 @@ class _FastBlock(nn.Module):
         residual stream ``x`` and ``y = LN1(x)``; returns ``(out, nxt's LN1(out))`` (the second
         empty when ``nxt`` is None).
 
-        PyTorch pools the levels 1.. and runs their depth-wise convolutions (small tensors);
-        ``safmn_block`` does the rest in one streamed pass: the full-resolution depth-wise
-        convolution, the levels' nearest upsampling (an index lookup), aggregation, GELU,
-        modulation, residual, the second LayerNorm, the CCM (Winograd 3x3, GELU, 1x1,
+        ``pool_levels`` pools the levels 1.., PyTorch runs their depth-wise convolutions (small
+        tensors), and ``safmn_block`` does the rest in one streamed pass: the full-resolution
+        depth-wise convolution, the levels' nearest upsampling (an index lookup), aggregation,
+        GELU, modulation, residual, the second LayerNorm, the CCM (Winograd 3x3, GELU, 1x1,
         residual) and the next block's first LayerNorm.
         """
-        from .native import safmn_block
+        from .native import pool_levels, safmn_block
 
         c = self.chunk
         levels = []
-        for i in range(1, self.n_levels):
-            k = 2**i
-            s = F.max_pool2d(y[:, i * c : (i + 1) * c], k, k)
+        for i, s in enumerate(pool_levels(y, self.n_levels), start=1):
             wi, bi = self._dw(i)
             levels.append(F.conv2d(s, wi, bi, padding=1, groups=c))
         safm = [self.nat_w0, self.nat_b0, self.nat_wa, self.nat_ba, self.nat_n2w, self.nat_n2b]

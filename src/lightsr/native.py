@@ -47,6 +47,7 @@ __all__ = [
     "pack_conv3x3",
     "pack_norm",
     "pack_safm",
+    "pool_levels",
     "safm_out",
     "safmn_block",
     "unavailable_reason",
@@ -54,7 +55,7 @@ __all__ = [
 
 _SOURCE = Path(__file__).with_name("kernels") / "safmn.cpp"
 _FLAGS = ["-O3", "-mavx2", "-mfma", "-fopenmp", "-fPIC", "-shared", "-fno-math-errno"]
-_ABI = 5
+_ABI = 6
 
 # Winograd F(4x4, 3x3) weight transform G (Lavin & Gray 2016), applied in float64.
 _G = (
@@ -136,6 +137,8 @@ def _build() -> ctypes.CDLL:
     lib.lsr_block.restype = i
     lib.lsr_conv3x3_f43.argtypes = [p, p, i, i, i, i, i, p, p]
     lib.lsr_conv3x3_f43.restype = i
+    lib.lsr_pool_levels.argtypes = [p, i, i, i, i, i, p]
+    lib.lsr_pool_levels.restype = i
     return lib
 
 
@@ -400,6 +403,25 @@ def conv3x3_f43(x: torch.Tensor, u: torch.Tensor, b: torch.Tensor, channels: int
     return out.permute(0, 3, 1, 2)
 
 
+@torch.library.custom_op("lightsr::pool_levels", mutates_args=(), device_types="cpu")
+def pool_levels(y: torch.Tensor, levels: int) -> list[torch.Tensor]:
+    """The SAFM's max-pooled levels 1 .. levels - 1 of ``y`` (B, C, H, W), float32 CPU.
+
+    Level i is ``max_pool2d(y[:, i k:(i + 1) k], 2^i)`` with ``k = C / levels``; H and W must
+    be multiples of ``2^(levels - 1)``. One pass over ``y`` instead of a strided copy and a
+    pooling call per level. Results are channels-last.
+    """
+    n, c, h, w = y.shape
+    k = c // max(1, levels)
+    ys = _nhwc(y)
+    outs = [torch.empty(n, h >> i, w >> i, k) for i in range(1, levels)]
+    ptrs = (ctypes.c_void_p * max(1, len(outs)))(*(t.data_ptr() for t in outs))
+    code = _lib().lsr_pool_levels(ys.data_ptr(), n, h, w, c, levels, ptrs)
+    if code:
+        raise ValueError(f"pool_levels: unsupported sizes {tuple(y.shape)} with {levels} levels")
+    return [t.permute(0, 3, 1, 2) for t in outs]
+
+
 def _like(x: torch.Tensor) -> torch.Tensor:
     return torch.empty_like(x, memory_format=torch.channels_last)
 
@@ -431,3 +453,10 @@ def _(
 def _(x: torch.Tensor, u: torch.Tensor, b: torch.Tensor, channels: int) -> torch.Tensor:
     n, _, h, w = x.shape
     return x.new_empty(n, h, w, channels).permute(0, 3, 1, 2)
+
+
+@pool_levels.register_fake
+def _(y: torch.Tensor, levels: int) -> list[torch.Tensor]:
+    n, c, h, w = y.shape
+    k = c // max(1, levels)
+    return [y.new_empty(n, h >> i, w >> i, k).permute(0, 3, 1, 2) for i in range(1, levels)]

@@ -495,7 +495,60 @@ int lsr_conv3x3_f43(const float* y, float* out, int N, int H, int W, int C, int 
     return failed;
 }
 
-int lsr_abi(void) { return 5; }
+// The SAFM's pooled levels: out[i - 1] (N, H >> i, W >> i, k) = max over 2^i x 2^i windows of
+// y's channels [i k, (i + 1) k), k = C / levels, for i = 1 .. levels - 1 (y: (N, H, W, C)).
+// One pass: blocks of K x K pixels (K = 2^(levels - 1), the largest window) yield every
+// level's cells inside them while their pixels are in L1.
+int lsr_pool_levels(const float* y, int N, int H, int W, int C, int levels, float* const* out) {
+    if (levels < 2 || C % levels || H % (1 << (levels - 1)) || W % (1 << (levels - 1)) ||
+        (C / levels + 7) / 8 > 8 || N <= 0)
+        return 1;
+    const int chunk = C / levels, nch = (chunk + 7) / 8, K = 1 << (levels - 1);
+    alignas(32) int lanes[8];
+    for (int l = 0; l < 8; ++l) lanes[l] = (chunk % 8 == 0 || l < chunk % 8) ? -1 : 0;
+    const __m256i tail = _mm256_load_si256((const __m256i*)lanes);
+    const __m256i all = _mm256_set1_epi32(-1);
+    const long bands = (long)N * (H / K);
+#pragma omp parallel for schedule(static)
+    for (long band = 0; band < bands; ++band) {
+        const long n = band / (H / K);
+        const int b = (int)(band % (H / K));
+        for (int cb = 0; cb < W / K; ++cb) {
+            for (int i = 1; i < levels; ++i) {
+                const int k = 1 << i, cells = K / k, hi = H >> i, wi = W >> i;
+                for (int ci = 0; ci < cells; ++ci) {
+                    const int r = b * cells + ci;
+                    float* orow = out[i - 1] + ((size_t)n * hi + r) * wi * chunk;
+                    for (int cj = 0; cj < cells; ++cj) {
+                        const int c = cb * cells + cj;
+                        __m256 acc[8];
+                        for (int v = 0; v < nch; ++v) acc[v] = _mm256_set1_ps(-INFINITY);
+                        for (int dy = 0; dy < k; ++dy) {
+                            const float* src = y + (((size_t)n * H + (size_t)r * k + dy) * W +
+                                                    (size_t)c * k) * C + i * chunk;
+                            for (int dx = 0; dx < k; ++dx, src += C)
+                                for (int v = 0; v < nch; ++v)
+                                    acc[v] = _mm256_max_ps(
+                                        acc[v], _mm256_maskload_ps(src + 8 * v,
+                                                                   v == nch - 1 ? tail : all));
+                        }
+                        // cells are written in column order: a cell's padded last vector
+                        // spills into the next cell's place before that is written; a row's
+                        // last cell is stored through the mask
+                        for (int v = 0; v < nch; ++v) {
+                            float* dst = orow + (size_t)c * chunk + 8 * v;
+                            if (v == nch - 1 && c == wi - 1) _mm256_maskstore_ps(dst, tail, acc[v]);
+                            else _mm256_storeu_ps(dst, acc[v]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+int lsr_abi(void) { return 6; }
 
 }  // extern "C"
 
@@ -573,7 +626,18 @@ void safm_row(const Safm& A, long n, int row, float* xo_row, float* yo_row, Safm
     const float* img = A.y + n * image;
     const float* xr = A.x + n * image + (size_t)row * W * C;
     const float* yr = img + (size_t)row * W * C;
+    const float* ynext = row + 1 < H ? yr + (size_t)W * C : nullptr;
     for (int c0 = 0; c0 < W; c0 += 4) {
+        // prefetch the x and newest y pixels PF columns ahead (first touches of those rows)
+        constexpr int PF = 16;
+        if (c0 + PF + 4 <= W) {
+            const char* px = (const char*)(xr + (size_t)(c0 + PF) * C);
+            const char* py = ynext ? (const char*)(ynext + (size_t)(c0 + PF) * C) : nullptr;
+            for (int off = 0; off < 4 * C * 4; off += 64) {
+                _mm_prefetch(px + off, _MM_HINT_T0);
+                if (py) _mm_prefetch(py + off, _MM_HINT_T0);
+            }
+        }
         for (int q = 0; q < 4; ++q) {
             const int col = c0 + q;
             // level 0: 3x3 depth-wise convolution of y's first chunk channels
