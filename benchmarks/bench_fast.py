@@ -18,9 +18,13 @@ With ``../shared`` present it also prints the accuracy of each path against the 
 model with the real SAFMN x2 weights on Set5 (x2 LR images, 112x112 crops): max |difference| in
 [0, 1] units and PSNR.
 
-The 320x180 section ends with a bound: the fast path's convolutions alone, timed at their real
-shapes with nothing in between. Its ratio to the official eager row is the most any path built
-from these oneDNN convolutions can gain on this machine.
+The float32 fast path uses lightsr's native kernels (:mod:`lightsr.native`: Winograd F(4x4, 3x3)
+convolutions fused with the rest of each block) where they build; the rows "without native
+kernels" time the same fast path in its PyTorch formulation (oneDNN's direct convolutions). The
+320x180 section ends with the network's convolutions alone as oneDNN runs them, at their real
+shapes with nothing in between: its ratio to the official eager row is the most any path built
+from those direct convolutions can gain on this machine, which the native kernels get past by
+doing fewer multiplications.
 
 Run: ``python benchmarks/bench_fast.py [--runs 5] [--warmup 2] [--threads N] [--quick]
 [--no-large] [--fp32-only]`` (``--quick``: only the 320x180 section, without compilation;
@@ -48,6 +52,7 @@ import torch
 from lightsr.archs.safmn import SAFMN
 from lightsr.fast import CompileMode, FastRunner, FastSAFMN, _conv_gelu, cpu_name, cpu_supports_bf16
 from lightsr.inference import Upscaler, pad_to_multiple
+from lightsr.native import unavailable_reason as native_unavailable
 
 CPU = torch.device("cpu")
 Fn = Callable[[], object]
@@ -176,8 +181,9 @@ def fast_path(
     dtype: torch.dtype,
     compile: CompileMode,
     residual_dtype: torch.dtype = torch.float32,
+    native: bool | None = None,
 ) -> Fn:
-    fast = FastSAFMN(model, dtype=dtype, residual_dtype=residual_dtype)
+    fast = FastSAFMN(model, dtype=dtype, residual_dtype=residual_dtype, native=native)
     runner = FastRunner(fast, CPU, compile=compile)
     h, w = x.shape[-2:]
     s = model.scale
@@ -190,7 +196,8 @@ def fast_path(
 
 
 def convolutions_alone(model: SAFMN, x: torch.Tensor) -> Fn:
-    """Only the convolutions the fast path runs, as oneDNN runs them (channels-last float32).
+    """Only the convolutions of the fast path's PyTorch formulation, as oneDNN runs them
+    (channels-last float32).
 
     Every convolution of the network at its real shape (the head, per block the four depth-wise
     3x3 convolutions at 1, 1/2, 1/4 and 1/8 resolution, the 1x1 aggregation, the 3x3 expansion
@@ -359,6 +366,8 @@ def main() -> None:
         f"{torch.__version__}, native bf16: {cpu_supports_bf16()}, runs {args.runs} after "
         f"{args.warmup} warm-up, load average at start {load0[0]:.2f}"
     )
+    reason = native_unavailable()
+    print(f"# native kernels: {'in use for float32' if reason is None else reason}")
     torch.manual_seed(0)
     model = SAFMN(upscaling_factor=4).eval()
     for p in model.parameters():
@@ -385,11 +394,16 @@ def main() -> None:
         ("lightsr fast fp32 (eager)", lambda: fast_path(model, x, f32, "off")),
         ("lightsr fast bf16 (eager)", lambda: fast_path(model, x, bf16, "off")),
         ("lightsr fast fp32 + compile", lambda: fast_path(model, x, f32, "on")),
+        ("lightsr fast fp32 without native kernels (eager)",
+         lambda: fast_path(model, x, f32, "off", native=False)),
+        ("lightsr fast fp32 without native kernels + compile",
+         lambda: fast_path(model, x, f32, "on", native=False)),
         ("lightsr fast bf16 + compile", lambda: fast_path(model, x, bf16, "on")),
         ("lightsr fast bf16, bf16 residual + compile",
          lambda: fast_path(model, x, bf16, "on", bf16)),
         ("lightsr onnxruntime fp32 (CPU EP)", lambda: onnxruntime_path(model, x, Path(tmp.name))),
-        ("bound: the fast path's convolutions alone (fp32)", lambda: convolutions_alone(model, x)),
+        ("bound of direct convs: oneDNN's convolutions alone",
+         lambda: convolutions_alone(model, x)),
     ]  # fmt: skip
     if quick:
         paths = [p for p in paths if "compile" not in p[0]]

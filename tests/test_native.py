@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from lightsr import native
+from lightsr.archs.safmn import SAFMN
 from lightsr.checkpoint import load_checkpoint
 from lightsr.fast import FastRunner, FastSAFMN
 from lightsr.inference import pad_to_multiple
@@ -197,12 +198,29 @@ def test_fast_safmn_with_native_kernels_matches_plain_on_set5() -> None:
     assert compiled.compiled_shapes and not compiled.compile_failed
 
 
+@pytest.mark.parametrize(
+    ("dim", "blocks", "scale"),
+    [(8, 3, 2), (16, 2, 3), (20, 2, 4), (32, 2, 2), (36, 2, 4)],
+)
+def test_fast_safmn_native_matches_plain_across_configurations(
+    dim: int, blocks: int, scale: int
+) -> None:
+    """Channel counts below, at and between multiples of 8 (level chunks of 2 to 9), several
+    blocks (so the fused next-block LayerNorm is used), a batch of two, every scale."""
+    need_native()
+    torch.manual_seed(dim)
+    model = SAFMN(dim=dim, n_blocks=blocks, upscaling_factor=scale).eval()
+    fast = FastSAFMN(model)
+    assert fast.native
+    x = torch.rand(2, 3, 24, 40)
+    with torch.inference_mode():
+        assert (fast(x) - model(x)).abs().max().item() < 1e-4
+
+
 def test_disabled_by_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(native, "_state", {})
     monkeypatch.setenv("LIGHTSR_NATIVE", "0")
     assert native.unavailable_reason() == "LIGHTSR_NATIVE=0"
-    from lightsr.archs.safmn import SAFMN
-
     model = SAFMN(upscaling_factor=2, n_blocks=1).eval()
     fast = FastSAFMN(model)
     assert not fast.native  # the PyTorch formulation, same outputs

@@ -302,7 +302,7 @@ void tile_row(const float* y, const float* x, bool ring, float* out, int H, int 
     const int n_full = C / 8;
     const bool has_tail = C % 8 != 0;
     alignas(32) int lanes[8];
-    for (int l = 0; l < 8; ++l) lanes[l] = l < C % 8 ? -1 : 0;
+    for (int l = 0; l < 8; ++l) lanes[l] = (C % 8 == 0 || l < C % 8) ? -1 : 0;
     const __m256i tail = _mm256_load_si256((const __m256i*)lanes);
     for (int l = 0; l < 8; ++l) lanes[l] = (4 * C % 8 == 0 || l < 4 * C % 8) ? -1 : 0;
     const __m256i run_tail = _mm256_load_si256((const __m256i*)lanes);
@@ -533,12 +533,14 @@ int lsr_pool_levels(const float* y, int N, int H, int W, int C, int levels, floa
                                                                    v == nch - 1 ? tail : all));
                         }
                         // cells are written in column order: a cell's padded last vector
-                        // spills into the next cell's place before that is written; a row's
-                        // last cell is stored through the mask
+                        // spills into the following cells' places before those are written; a
+                        // vector that would spill past the row's end is stored through the mask
                         for (int v = 0; v < nch; ++v) {
                             float* dst = orow + (size_t)c * chunk + 8 * v;
-                            if (v == nch - 1 && c == wi - 1) _mm256_maskstore_ps(dst, tail, acc[v]);
-                            else _mm256_storeu_ps(dst, acc[v]);
+                            if (v == nch - 1 && (c + 1) * chunk + 8 * nch - chunk > wi * chunk)
+                                _mm256_maskstore_ps(dst, tail, acc[v]);
+                            else
+                                _mm256_storeu_ps(dst, acc[v]);
                         }
                     }
                 }
