@@ -237,12 +237,19 @@ def _lib() -> ctypes.CDLL:
 
 
 def _nhwc(t: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) -> its (B, H, W, C) storage (a view for channels-last tensors)."""
+    """(B, C, H, W) float32 CPU -> its (B, H, W, C) storage (a view for channels-last tensors)."""
+    if t.dtype != torch.float32 or t.device.type != "cpu" or t.dim() != 4:
+        raise ValueError(f"lightsr native kernels take 4-D float32 CPU tensors, got {t.dtype} "
+                         f"{t.device.type} {tuple(t.shape)}")  # fmt: skip
     return t.permute(0, 2, 3, 1).contiguous()
 
 
 def _ptrs(*ts: torch.Tensor) -> list[int]:
-    return [t.contiguous().data_ptr() for t in ts]
+    """Addresses of packed weights (contiguous float32 CPU tensors that outlive the call)."""
+    for t in ts:
+        if t.dtype != torch.float32 or t.device.type != "cpu" or not t.is_contiguous():
+            raise ValueError("lightsr native kernels take weights packed by lightsr.native.pack_*")
+    return [t.data_ptr() for t in ts]
 
 
 def _ccm(
