@@ -46,13 +46,16 @@ clamped to [0, 1]; ``benchmarks/bench_fast.py`` prints this table):
 ================================  ===============  ====================
 path                              max abs diff     PSNR vs fp32 (dB)
 ================================  ===============  ====================
-fast float32, eager or compiled   1.4e-6           131.7 min, 133 mean
+fast float32 native, eager        1.7e-6           132.7 min, 134.6 mean
+fast float32 native, compiled     2.0e-6           132.7 min, 134.6 mean
+fast float32, PyTorch formulation 1.4e-6           131.7 min, 133 mean
 fast bfloat16 (fp32 residual)     9.1e-3           54.6 min, 56.6 mean
 fast bfloat16, bf16 residual      1.0e-2           54.4 min, 56.3 mean
 plain model + bf16 autocast       9.1e-3           54.6 min, 56.6 mean
 ================================  ===============  ====================
 
-Speed (``benchmarks/bench_fast.py``, SAFMN x4 at 320x180, 2 Zen 4 cores, medians): against the
+Speed of the PyTorch formulation (measured before the native kernels existed;
+``benchmarks/bench_fast.py``, SAFMN x4 at 320x180, 2 Zen 4 cores, medians): against the
 official formulation in eager float32 (597 ms there), float32 is 2.2x faster eager and 2.5x
 compiled, bfloat16 2.9x eager and 4.0x compiled (4.3x with a bfloat16 residual stream); the
 off-the-shelf channels-last + autocast + compile of the official module reaches 3.7x. At
@@ -62,13 +65,14 @@ The convolutions alone are 27 GFLOP at 320x180; at the best rates oneDNN reaches
 4.2x and 8.1x before a single LayerNorm, pooling, GELU or residual is paid for, which bounds
 any direct-convolution path.
 
-On an AVX2-only EPYC (2 threads, no native bfloat16; two runs of ``python
-benchmarks/bench_fast.py --no-large --fp32-only --no-accuracy``): float32 is 1.59x / 1.51x
-eager and 1.78x / 1.67x compiled, and the benchmark's bound row, the same network's
-convolutions alone at their real shapes with nothing in between, is 2.54x / 2.30x: on such a
-CPU no path made of oneDNN's direct convolutions reaches 3x, and only fewer multiplications
-(Winograd or FFT convolutions) could. bfloat16 is emulated there and ~5x slower than float32
-for every implementation, ours and the plain model's autocast alike.
+On an AVX2-only EPYC (2 threads, no native bfloat16; ``python benchmarks/bench_fast.py
+--fp32-only --runs 7 --warmup 2``, medians, the official eager row 707 ms): float32 with the
+native kernels is 3.11x eager and 3.20x compiled at 320x180, 5.12x compiled at 1280x720 and
+3.28x for a tiled 4K output through ``Upscaler``; the PyTorch formulation is 1.43x / 1.79x there,
+and the network's direct convolutions alone (oneDNN, nothing in between) are only 2.11x, so on
+such a CPU no path made of direct convolutions reaches 3x: the native kernels get there with
+fewer multiplications. bfloat16 is emulated there and ~5x slower than float32 for every
+implementation, ours and the plain model's autocast alike.
 """
 
 from __future__ import annotations
