@@ -10,10 +10,11 @@ already reaches most of these CPUs' float32 peak, so only fewer multiplications 
 and the library routes to Winograd's matrix products are slow at these sizes (36 products of a
 few thousand rows by 36 by 72 run at a third of the direct convolution's rate in MKL or oneDNN).
 
-Building: the first call compiles the source (about 2 s) into
-``$LIGHTSR_CACHE_DIR`` (default ``~/.cache/lightsr``) under a name that hashes the source, the
-flags and the compiler, written to a temporary file and renamed, so concurrent processes are
-safe and an edited source is rebuilt. ``LIGHTSR_NATIVE=0`` turns the kernels off. Whenever they
+Building: the first call compiles the source (about 5 s) into
+``$LIGHTSR_CACHE_DIR/native`` (default ``~/.cache/lightsr/native``; the temporary directory when
+that cannot be written) under a name that hashes the source, the flags and the compiler,
+written to a temporary file and renamed, so concurrent processes are safe and an edited source
+is rebuilt. ``LIGHTSR_NATIVE=0`` turns the kernels off. Whenever they
 are unavailable (not x86-64, no AVX2/FMA, no compiler, a failed build) :func:`unavailable_reason`
 says why and the callers use their PyTorch formulation instead.
 
@@ -107,12 +108,20 @@ def _build() -> ctypes.CDLL:
     source = _SOURCE.read_bytes()
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False)
     key = hashlib.sha256(source + " ".join(_FLAGS).encode() + version.stdout.encode())
+    name = f"safmn-{key.hexdigest()[:16]}.so"
     folder = cache_dir() / "native"
-    target = folder / f"safmn-{key.hexdigest()[:16]}.so"
-    if not target.exists():
+    try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=folder)
-        os.close(fd)
+    except OSError:  # a read-only home: build in the temporary directory instead
+        folder = Path(tempfile.gettempdir()) / f"lightsr-native-{os.getuid()}"
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=folder)
+    os.close(fd)
+    target = folder / name
+    if target.exists():
+        os.unlink(tmp)
+    else:
         try:
             done = subprocess.run(
                 [cxx, *_FLAGS, "-o", tmp, str(_SOURCE)], capture_output=True, text=True
