@@ -124,9 +124,14 @@ def test_conv3x3_matches_torch(c: int, e: int) -> None:
     w, b = rand(e, c, 3, 3, scale=0.1), rand(e, scale=0.1)
     d = torch.float64
     ref = F.conv2d(x.to(d), w.to(d), b.to(d), padding=1)
-    out = native.conv3x3_f43(x, *native.pack_conv3x3(w, b), e)
+    packed = native.pack_conv3x3(w, b)
+    out = native.conv3x3_f43(x, *packed, e)
     assert out.shape == ref.shape
     assert (out.to(d) - ref).abs().max().item() < 5e-5
+    for s in (2, 3, 4):  # the upsampler's pixel shuffle, written by the kernel
+        if e % (s * s) == 0:
+            shuffled = native.conv3x3_f43(x, *packed, e, s)
+            assert torch.equal(shuffled, F.pixel_shuffle(out, s))
 
 
 def test_streamed_block_equals_the_two_kernels() -> None:

@@ -477,7 +477,7 @@ class FastSAFMN(nn.Module):
 
         Per block :meth:`_FastBlock.forward_native`, which also computes the next block's
         first LayerNorm while its output is in cache; the tail's 3x3 convolution is native
-        too (Winograd F(4x4, 3x3)).
+        too (Winograd F(4x4, 3x3)), writing its pixel shuffle directly.
         """
         from .native import conv3x3_f43
 
@@ -489,8 +489,8 @@ class FastSAFMN(nn.Module):
             y = _channel_layer_norm(h, b0.n1w, b0.n1b, b0.eps, b0.dim)
         for i, blk in enumerate(blocks):
             h, y = blk.forward_native(h, y, blocks[i + 1] if i + 1 < len(blocks) else None)
-        y = conv3x3_f43(h + feat, self.nat_img_u, self.nat_img_b, self.img_w.shape[0])
-        return F.pixel_shuffle(y, self.scale)
+        e = self.img_w.shape[0]
+        return conv3x3_f43(h + feat, self.nat_img_u, self.nat_img_b, e, self.scale)
 
 
 # --------------------------------------------------------------------------------------------

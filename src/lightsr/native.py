@@ -56,7 +56,7 @@ __all__ = [
 
 _SOURCE = Path(__file__).with_name("kernels") / "safmn.cpp"
 _FLAGS = ["-O3", "-mavx2", "-mfma", "-fopenmp", "-fPIC", "-shared", "-fno-math-errno"]
-_ABI = 6
+_ABI = 7
 
 # Winograd F(4x4, 3x3) weight transform G (Lavin & Gray 2016), applied in float64.
 _G = (
@@ -144,7 +144,7 @@ def _build() -> ctypes.CDLL:
     lib.lsr_block.argtypes = [p, p, p, i, p, p, p, p, p, p, f, i, i, i, i, i,
                               p, p, p, p, p, p, p, p, f]  # fmt: skip
     lib.lsr_block.restype = i
-    lib.lsr_conv3x3_f43.argtypes = [p, p, i, i, i, i, i, p, p]
+    lib.lsr_conv3x3_f43.argtypes = [p, p, i, i, i, i, i, p, p, i]
     lib.lsr_conv3x3_f43.restype = i
     lib.lsr_pool_levels.argtypes = [p, i, i, i, i, i, p]
     lib.lsr_pool_levels.restype = i
@@ -402,21 +402,31 @@ def safmn_block(
 
 
 @torch.library.custom_op("lightsr::conv3x3_f43", mutates_args=(), device_types="cpu")
-def conv3x3_f43(x: torch.Tensor, u: torch.Tensor, b: torch.Tensor, channels: int) -> torch.Tensor:
+def conv3x3_f43(
+    x: torch.Tensor, u: torch.Tensor, b: torch.Tensor, channels: int, shuffle: int = 0
+) -> torch.Tensor:
     """A 3x3 convolution with zero padding and bias by Winograd F(4x4, 3x3) (float32 CPU).
 
-    ``x`` is (B, C, H, W) with H and W multiples of 4; ``u, b`` from :func:`pack_conv3x3`;
-    returns (B, channels, H, W), channels-last.
+    ``x`` is (B, C, H, W) with H and W multiples of 4; ``u, b`` from :func:`pack_conv3x3`.
+    Returns (B, channels, H, W), channels-last; or, with ``shuffle = s``, its pixel shuffle
+    (B, channels / s^2, H s, W s), contiguous, written in place by the kernel.
     """
     n, c, h, w = x.shape
     if h % 4 or w % 4:
         raise ValueError(f"conv3x3_f43: height and width must be multiples of 4, got {h}x{w}")
+    if shuffle < 0 or (shuffle and channels % (shuffle * shuffle)):
+        raise ValueError(f"conv3x3_f43: {channels} channels cannot be shuffled by {shuffle}")
     xs = _nhwc(x)
-    out = torch.empty(n, h, w, channels)
-    code = _lib().lsr_conv3x3_f43(xs.data_ptr(), out.data_ptr(), n, h, w, c, channels, *_ptrs(u, b))
+    if shuffle:
+        out = torch.empty(n, channels // shuffle**2, h * shuffle, w * shuffle)
+    else:
+        out = torch.empty(n, h, w, channels)
+    code = _lib().lsr_conv3x3_f43(
+        xs.data_ptr(), out.data_ptr(), n, h, w, c, channels, *_ptrs(u, b), shuffle
+    )
     if code:
         raise RuntimeError(f"conv3x3_f43 kernel failed with code {code}")
-    return out.permute(0, 3, 1, 2)
+    return out if shuffle else out.permute(0, 3, 1, 2)
 
 
 @torch.library.custom_op("lightsr::pool_levels", mutates_args=(), device_types="cpu")
@@ -466,8 +476,12 @@ def _(
 
 
 @conv3x3_f43.register_fake
-def _(x: torch.Tensor, u: torch.Tensor, b: torch.Tensor, channels: int) -> torch.Tensor:
+def _(
+    x: torch.Tensor, u: torch.Tensor, b: torch.Tensor, channels: int, shuffle: int = 0
+) -> torch.Tensor:
     n, _, h, w = x.shape
+    if shuffle:
+        return x.new_empty(n, channels // shuffle**2, h * shuffle, w * shuffle)
     return x.new_empty(n, h, w, channels).permute(0, 3, 1, 2)
 
 

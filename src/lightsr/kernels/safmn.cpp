@@ -287,7 +287,7 @@ namespace {
 void tile_row(const float* y, const float* x, bool ring, float* out, int H, int W, int C, int E,
               const float* U, const float* b1, const float* W2, const float* b2, float* yn,
               const float* lw, const float* lb, float eps, int ty, float* scratch,
-              bool conv_only = false) {
+              bool conv_only = false, const long* shuffle_at = nullptr, int shuffle = 0) {
     const size_t row_floats = (size_t)W * C;
     auto at_row = [&](const float* base, int r) {
         return base + (ring ? (size_t)(r & 7) : (size_t)r) * row_floats;
@@ -359,6 +359,20 @@ void tile_row(const float* y, const float* x, bool ring, float* out, int H, int 
                     for (int p = 0; p < 4; ++p) {
                         __m256 o[4];
                         output_rows(s[p], o);
+                        if (conv_only && shuffle_at) {  // scattered to pixel-shuffle places
+                            const int ne = E - e < 8 ? E - e : 8;
+                            if (ne <= 0) continue;
+                            const size_t ws = (size_t)W * shuffle;
+                            float* base = out + (size_t)(4 * ty + p) * shuffle * ws +
+                                          (size_t)4 * (tx0 + t) * shuffle;
+                            alignas(32) float lanes8[8];
+                            for (int q = 0; q < 4; ++q) {
+                                _mm256_store_ps(lanes8, _mm256_add_ps(o[q], bias));
+                                float* pq = base + (size_t)q * shuffle;
+                                for (int l = 0; l < ne; ++l) pq[shuffle_at[e + l]] = lanes8[l];
+                            }
+                            continue;
+                        }
                         if (conv_only) {  // the convolution itself, E channels per pixel
                             float* px = out + ((size_t)(4 * ty + p) * W + 4 * (tx0 + t)) * E + e;
                             for (int q = 0; q < 4; ++q) {
@@ -465,10 +479,24 @@ inline void aggregate(const float (*a)[MAX_C + 16], const float* Wa, int CP, int
 extern "C" {
 
 // A plain 3x3 convolution (zero padding) with bias by F(4x4, 3x3): out (N, H, W, E) from
-// y (N, H, W, C), weights U, b as lsr_ccm_f43's U, b1. Returns as lsr_ccm_f43.
+// y (N, H, W, C), weights U, b as lsr_ccm_f43's U, b1; or, with shuffle > 0, its pixel shuffle
+// (the upsampler's). Returns as lsr_ccm_f43.
 int lsr_conv3x3_f43(const float* y, float* out, int N, int H, int W, int C, int E,
-                    const float* U, const float* b) {
-    if (H % 4 || W % 4 || N <= 0 || C <= 0 || E <= 0) return 1;
+                    const float* U, const float* b, int shuffle) {
+    if (H % 4 || W % 4 || N <= 0 || C <= 0 || E <= 0 || shuffle < 0) return 1;
+    if (shuffle && E % (shuffle * shuffle)) return 1;
+    // With shuffle = s, out is the pixel shuffle of the result: (N, E / s^2, H s, W s), channel
+    // c s^2 + i s + j of pixel (y, x) going to (c, y s + i, x s + j).
+    long* shuffle_at = nullptr;
+    if (shuffle) {
+        shuffle_at = (long*)malloc(sizeof(long) * E);
+        if (!shuffle_at) return 2;
+        const long plane = (long)H * shuffle * W * shuffle;
+        for (int ch = 0; ch < E; ++ch) {
+            const int c = ch / (shuffle * shuffle), i = ch / shuffle % shuffle, j = ch % shuffle;
+            shuffle_at[ch] = c * plane + (long)i * W * shuffle + j;
+        }
+    }
     const long rows = (long)N * (H / 4);
     const size_t image = (size_t)H * W * C, out_image = (size_t)H * W * E;
     const size_t bytes = ((size_t)lsr_ccm_scratch_floats(C, E) * 4 + 63) / 64 * 64;
@@ -488,10 +516,11 @@ int lsr_conv3x3_f43(const float* y, float* out, int N, int H, int W, int C, int 
             const size_t n = (size_t)(r / (H / 4));
             tile_row(y + n * image, nullptr, false, out + n * out_image, H, W, C, E, U, b,
                      nullptr, nullptr, nullptr, nullptr, nullptr, 0.0f, (int)(r % (H / 4)), scratch,
-                     true);
+                     true, shuffle_at, shuffle);
         }
         free(scratch);
     }
+    free(shuffle_at);
     return failed;
 }
 
@@ -550,7 +579,7 @@ int lsr_pool_levels(const float* y, int N, int H, int W, int C, int levels, floa
     return 0;
 }
 
-int lsr_abi(void) { return 6; }
+int lsr_abi(void) { return 7; }
 
 }  // extern "C"
 
