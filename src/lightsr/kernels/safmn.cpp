@@ -281,6 +281,31 @@ long lsr_ccm_scratch_floats(int C, int E) {
 
 namespace {
 
+// Runs body(r, scratch) for r in [0, rows) on the OpenMP threads with a static schedule (each
+// thread gets one contiguous range, in increasing order), each thread with its own zeroed,
+// 64-byte aligned scratch of `bytes` bytes. Returns 0, or 2 when a thread's scratch could not
+// be allocated (its rows are then left undone).
+template <class Body>
+int parallel_rows(long rows, size_t bytes, const Body& body) {
+    bytes = (bytes + 63) / 64 * 64;
+    int failed = 0;
+#pragma omp parallel
+    {
+        void* scratch = aligned_alloc(64, bytes);
+        if (!scratch) {
+#pragma omp atomic write
+            failed = 2;
+        } else {
+            memset(scratch, 0, bytes);
+        }
+#pragma omp for schedule(static)
+        for (long r = 0; r < rows; ++r)
+            if (scratch) body(r, scratch);
+        free(scratch);
+    }
+    return failed;
+}
+
 // One row of tiles of one image (output rows 4 ty .. 4 ty + 3). With `ring`, y and x hold only
 // rows r at slot r % 8 (lsr_block's ring buffers); else they are the whole image. With
 // `conv_only`, out (E channels per pixel) gets the 3x3 convolution plus b1 and nothing else.
@@ -421,29 +446,14 @@ int lsr_ccm_f43(const float* y, const float* x, float* out, int N, int H, int W,
                 const float* U, const float* b1, const float* W2, const float* b2, float* yn,
                 const float* lw, const float* lb, float eps) {
     if (H % 4 || W % 4 || N <= 0 || C <= 0 || E <= 0) return 1;
-    const long rows = (long)N * (H / 4);
     const size_t image = (size_t)H * W * C;
-    const size_t bytes = ((size_t)lsr_ccm_scratch_floats(C, E) * 4 + 63) / 64 * 64;
-    int failed = 0;
-#pragma omp parallel
-    {
-        float* scratch = (float*)aligned_alloc(64, bytes);
-        if (!scratch) {
-#pragma omp atomic write
-            failed = 2;
-        } else {
-            memset(scratch, 0, bytes);
-        }
-#pragma omp for schedule(static)
-        for (long r = 0; r < rows; ++r) {
-            if (!scratch) continue;
-            const size_t n = (size_t)(r / (H / 4));
-            tile_row(y + n * image, x + n * image, false, out + n * image, H, W, C, E, U, b1, W2, b2,
-                     yn ? yn + n * image : nullptr, lw, lb, eps, (int)(r % (H / 4)), scratch);
-        }
-        free(scratch);
-    }
-    return failed;
+    return parallel_rows((long)N * (H / 4), (size_t)lsr_ccm_scratch_floats(C, E) * 4,
+                         [&](long r, void* scratch) {
+                             const size_t n = (size_t)(r / (H / 4));
+                             tile_row(y + n * image, x + n * image, false, out + n * image, H, W,
+                                      C, E, U, b1, W2, b2, yn ? yn + n * image : nullptr, lw, lb,
+                                      eps, (int)(r % (H / 4)), (float*)scratch);
+                         });
 }
 
 
@@ -497,29 +507,14 @@ int lsr_conv3x3_f43(const float* y, float* out, int N, int H, int W, int C, int 
             shuffle_at[ch] = c * plane + (long)i * W * shuffle + j;
         }
     }
-    const long rows = (long)N * (H / 4);
     const size_t image = (size_t)H * W * C, out_image = (size_t)H * W * E;
-    const size_t bytes = ((size_t)lsr_ccm_scratch_floats(C, E) * 4 + 63) / 64 * 64;
-    int failed = 0;
-#pragma omp parallel
-    {
-        float* scratch = (float*)aligned_alloc(64, bytes);
-        if (!scratch) {
-#pragma omp atomic write
-            failed = 2;
-        } else {
-            memset(scratch, 0, bytes);
-        }
-#pragma omp for schedule(static)
-        for (long r = 0; r < rows; ++r) {
-            if (!scratch) continue;
+    const int failed = parallel_rows(
+        (long)N * (H / 4), (size_t)lsr_ccm_scratch_floats(C, E) * 4, [&](long r, void* scratch) {
             const size_t n = (size_t)(r / (H / 4));
-            tile_row(y + n * image, nullptr, false, out + n * out_image, H, W, C, E, U, b,
-                     nullptr, nullptr, nullptr, nullptr, nullptr, 0.0f, (int)(r % (H / 4)), scratch,
-                     true, shuffle_at, shuffle);
-        }
-        free(scratch);
-    }
+            tile_row(y + n * image, nullptr, false, out + n * out_image, H, W, C, E, U, b, nullptr,
+                     nullptr, nullptr, nullptr, nullptr, 0.0f, (int)(r % (H / 4)),
+                     (float*)scratch, true, shuffle_at, shuffle);
+        });
     free(shuffle_at);
     return failed;
 }
@@ -731,26 +726,12 @@ int lsr_safm_out(const float* x, const float* y, const float* const* s, int leve
     const Safm A{x, y, s, levels, w0, b0, N, H, W, C, Wa, ba, lw, lb, eps};
     if (!A.valid()) return 1;
     const size_t image = (size_t)H * W * C;
-    const long rows = (long)N * H;
-    int failed = 0;
-#pragma omp parallel
-    {
-        SafmScratch* S = (SafmScratch*)aligned_alloc(64, (sizeof(SafmScratch) + 63) / 64 * 64);
-        if (!S) {
-#pragma omp atomic write
-            failed = 2;
-        }
-#pragma omp for schedule(static)
-        for (long r = 0; r < rows; ++r) {
-            if (!S) continue;
-            const long n = r / H;
-            const int row = (int)(r % H);
-            const size_t at = n * image + (size_t)row * W * C;
-            safm_row(A, n, row, xo + at, yo + at, S);
-        }
-        free(S);
-    }
-    return failed;
+    return parallel_rows((long)N * H, sizeof(SafmScratch), [&](long r, void* scratch) {
+        const long n = r / H;
+        const int row = (int)(r % H);
+        const size_t at = n * image + (size_t)row * W * C;
+        safm_row(A, n, row, xo + at, yo + at, (SafmScratch*)scratch);
+    });
 }
 
 // One whole feature mixing module after its first LayerNorm, streamed: lsr_safm_out's rows go
@@ -766,45 +747,33 @@ int lsr_block(const float* x, const float* y, const float* const* s, int levels,
     const Safm A{x, y, s, levels, w0, b0, N, H, W, C, Wa, ba, l2w, l2b, eps};
     if (!A.valid() || H % 4 || E <= 0) return 1;
     const size_t image = (size_t)H * W * C, ring = 8 * (size_t)W * C;
-    const long rows = (long)N * (H / 4);
-    const size_t bytes =
-        ((size_t)lsr_ccm_scratch_floats(C, E) * 4 + 2 * ring * 4 + sizeof(SafmScratch) + 127) /
-        64 * 64;
-    int failed = 0;
-#pragma omp parallel
-    {
-        float* scratch = (float*)aligned_alloc(64, bytes);
-        if (!scratch) {
-#pragma omp atomic write
-            failed = 2;
-        } else {
-            memset(scratch, 0, (size_t)lsr_ccm_scratch_floats(C, E) * 4);
-        }
-        float* xring = scratch + lsr_ccm_scratch_floats(C, E);
+    const size_t ccm = ((size_t)lsr_ccm_scratch_floats(C, E) * 4 + 63) / 64 * 64;
+    // per thread: [progress][CCM scratch][x ring][y ring][SAFM scratch]
+    const size_t head = 64, bytes = head + ccm + 2 * ring * 4 + sizeof(SafmScratch) + 64;
+    struct Progress {  // rows of image n up to `row` are in the rings (when `valid`)
+        long n;
+        int row;
+        int valid;
+    };
+    return parallel_rows((long)N * (H / 4), bytes, [&](long r, void* scratch) {
+        Progress* done = (Progress*)scratch;
+        float* ccm_scratch = (float*)((char*)scratch + head);
+        float* xring = (float*)((char*)ccm_scratch + ccm);
         float* yring = xring + ring;
         SafmScratch* S = (SafmScratch*)(((uintptr_t)(yring + ring) + 63) / 64 * 64);
-        long done_n = -1;  // rows of image done_n up to done_row are in the rings
-        int done_row = -1;
-#pragma omp for schedule(static)
-        for (long r = 0; r < rows; ++r) {
-            if (!scratch) continue;
-            const long n = r / (H / 4);
-            const int ty = (int)(r % (H / 4));
-            const int first = 4 * ty - 1 > 0 ? 4 * ty - 1 : 0;
-            const int last = 4 * ty + 4 < H - 1 ? 4 * ty + 4 : H - 1;
-            int from = first;
-            if (done_n == n && done_row >= first - 1) from = done_row + 1;
-            for (int row = from; row <= last; ++row)
-                safm_row(A, n, row, xring + (size_t)(row & 7) * W * C,
-                         yring + (size_t)(row & 7) * W * C, S);
-            done_n = n;
-            done_row = last;
-            tile_row(yring, xring, true, out + n * image, H, W, C, E, U, b1, W2, b2,
-                     yn ? yn + n * image : nullptr, lw, lb, eps_next, ty, scratch);
-        }
-        free(scratch);
-    }
-    return failed;
+        const long n = r / (H / 4);
+        const int ty = (int)(r % (H / 4));
+        const int first = 4 * ty - 1 > 0 ? 4 * ty - 1 : 0;
+        const int last = 4 * ty + 4 < H - 1 ? 4 * ty + 4 : H - 1;
+        int from = first;
+        if (done->valid && done->n == n && done->row >= first - 1) from = done->row + 1;
+        for (int row = from; row <= last; ++row)
+            safm_row(A, n, row, xring + (size_t)(row & 7) * W * C,
+                     yring + (size_t)(row & 7) * W * C, S);
+        *done = Progress{n, last, 1};
+        tile_row(yring, xring, true, out + n * image, H, W, C, E, U, b1, W2, b2,
+                 yn ? yn + n * image : nullptr, lw, lb, eps_next, ty, ccm_scratch);
+    });
 }
 
 }  // extern "C"
