@@ -62,7 +62,8 @@ def test_ccm_matches_the_torch_formulation(n: int, c: int, e: int, h: int, w: in
     ref = x.to(d) + F.conv2d(
         F.gelu(F.conv2d(y.to(d), w1.to(d), b1.to(d), padding=1)), w2.to(d), b2.to(d)
     )
-    out = native.ccm_f43(x, y, *native.pack_ccm(w1, b1, w2, b2))
+    out, empty = native.ccm_f43(x, y, list(native.pack_ccm(w1, b1, w2, b2)), [], 0.0)
+    assert empty.numel() == 0
     assert out.shape == x.shape and out.is_contiguous(memory_format=CL)
     assert (out.to(d) - ref).abs().max().item() < 5e-5
 
@@ -75,7 +76,7 @@ def layer_norm(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tenso
 
 
 def test_ccm_with_the_next_norm() -> None:
-    """ccm_f43_norm returns the CCM's output and its LayerNorm (the next block's first)."""
+    """With a norm, ccm_f43 also returns the LayerNorm of its output (the next block's first)."""
     need_native()
     torch.manual_seed(1)
     n, c, e, h, w = 1, 36, 72, 8, 16
@@ -85,8 +86,8 @@ def test_ccm_with_the_next_norm() -> None:
     w2, b2 = rand(c, e, 1, 1, scale=0.1), rand(c, scale=0.1)
     lw, lb = 1 + rand(c, scale=0.1), rand(c, scale=0.1)
     packed = native.pack_ccm(w1, b1, w2, b2)
-    out, yn = native.ccm_f43_norm(x, y, *packed, *native.pack_norm(lw, lb), 1e-6)
-    assert torch.equal(out, native.ccm_f43(x, y, *packed))
+    out, yn = native.ccm_f43(x, y, list(packed), list(native.pack_norm(lw, lb)), 1e-6)
+    assert torch.equal(out, native.ccm_f43(x, y, list(packed), [], 0.0)[0])
     assert (yn.double() - layer_norm(out.double(), lw, lb)).abs().max().item() < 1e-5
 
 
@@ -136,7 +137,7 @@ def test_conv3x3_matches_torch(c: int, e: int) -> None:
 
 def test_streamed_block_equals_the_two_kernels() -> None:
     """safmn_block (SAFM rows into ring buffers, CCM tiles from them) gives exactly what
-    safm_out followed by ccm_f43_norm gives, on several images and a height that splits
+    safm_out followed by ccm_f43 gives, on several images and a height that splits
     unevenly among threads."""
     need_native()
     torch.manual_seed(3)
@@ -152,7 +153,7 @@ def test_streamed_block_equals_the_two_kernels() -> None:
     ccm = list(native.pack_ccm(rand(e, c, 3, 3, scale=0.05), rand(e), rand(c, e, 1, 1), rand(c)))
     norm = list(native.pack_norm(1 + rand(c, scale=0.1), rand(c, scale=0.1)))
     x2, y2 = native.safm_out(x, y, lv, *safm, 1e-6)
-    want, want_y = native.ccm_f43_norm(x2, y2, *ccm, *norm, 1e-6)
+    want, want_y = native.ccm_f43(x2, y2, ccm, norm, 1e-6)
     for threads in (1, 3):
         before = torch.get_num_threads()
         torch.set_num_threads(threads)

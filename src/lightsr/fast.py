@@ -65,13 +65,15 @@ The convolutions alone are 27 GFLOP at 320x180; at the best rates oneDNN reaches
 4.2x and 8.1x before a single LayerNorm, pooling, GELU or residual is paid for, which bounds
 any direct-convolution path.
 
-On an AVX2-only EPYC (2 threads, no native bfloat16; ``python benchmarks/bench_fast.py
---fp32-only --runs 7 --warmup 2``, medians, the official eager row 707 ms): float32 with the
-native kernels is 3.11x eager and 3.20x compiled at 320x180, 5.12x compiled at 1280x720 and
-3.28x for a tiled 4K output through ``Upscaler``; the PyTorch formulation is 1.43x / 1.79x there,
-and the network's direct convolutions alone (oneDNN, nothing in between) are only 2.11x, so on
-such a CPU no path made of direct convolutions reaches 3x: the native kernels get there with
-fewer multiplications. bfloat16 is emulated there and ~5x slower than float32 for every
+On an AVX2-only EPYC (2 threads, no native bfloat16; two runs of ``python
+benchmarks/bench_fast.py --fp32-only --runs 7 --warmup 2``, medians, the official eager row
+707 / 775 ms): float32 with the native kernels is 3.20x / 3.17x compiled and 3.11x / 2.84x
+eager at 320x180, 5.12x / 5.20x compiled at 1280x720 and 3.28x / 2.83x for a tiled 4K output
+through ``Upscaler``; the PyTorch formulation is 1.43x / 1.32x eager and 1.79x / 1.76x compiled,
+and the network's direct convolutions alone (oneDNN, nothing in between) only 2.11x / 2.19x,
+so on such a CPU no path made of direct convolutions reaches 3x: the native kernels get there
+with fewer multiplications. The machine is shared and noisy (the official row ranged 600-950
+ms within one run). bfloat16 is emulated there and ~5x slower than float32 for every
 implementation, ours and the plain model's autocast alike.
 """
 

@@ -42,7 +42,6 @@ __all__ = [
     "MAX_CHANNELS",
     "cache_dir",
     "ccm_f43",
-    "ccm_f43_norm",
     "conv3x3_f43",
     "pack_ccm",
     "pack_conv3x3",
@@ -261,62 +260,37 @@ def _ptrs(*ts: torch.Tensor) -> list[int]:
     return [t.data_ptr() for t in ts]
 
 
-def _ccm(
-    x: torch.Tensor, y: torch.Tensor, weights: list[torch.Tensor], norm: list[torch.Tensor] | None,
-    eps: float,
-) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
-    n, c, h, w = x.shape
-    e = weights[2].shape[0]
-    if h % 4 or w % 4:
-        raise ValueError(f"ccm_f43: height and width must be multiples of 4, got {h}x{w}")
-    xs, ys = _nhwc(x), _nhwc(y)
-    out = torch.empty_like(xs)
-    yn = torch.empty_like(xs) if norm is not None else None
-    ln = _ptrs(*norm) if norm is not None else [None, None]
-    code = _lib().lsr_ccm_f43(
-        ys.data_ptr(), xs.data_ptr(), out.data_ptr(), n, h, w, c, e, *_ptrs(*weights),
-        None if yn is None else yn.data_ptr(), *ln, eps,
-    )  # fmt: skip
-    if code:
-        raise RuntimeError(f"ccm_f43 kernel failed with code {code}")
-    return out.permute(0, 3, 1, 2), None if yn is None else yn.permute(0, 3, 1, 2)
-
-
 @torch.library.custom_op("lightsr::ccm_f43", mutates_args=(), device_types="cpu")
 def ccm_f43(
     x: torch.Tensor,
     y: torch.Tensor,
-    u: torch.Tensor,
-    b1: torch.Tensor,
-    w2: torch.Tensor,
-    b2: torch.Tensor,
-) -> torch.Tensor:
-    """``x + conv1x1(gelu(conv3x3(y)))`` with packed weights (:func:`pack_ccm`), float32 CPU.
-
-    ``x`` and ``y`` are (B, C, H, W) with H and W multiples of 4; the result is channels-last.
-    A custom op, so ``torch.compile`` graphs call it as one opaque kernel.
-    """
-    return _ccm(x, y, [u, b1, w2, b2], None, 0.0)[0]
-
-
-@torch.library.custom_op("lightsr::ccm_f43_norm", mutates_args=(), device_types="cpu")
-def ccm_f43_norm(
-    x: torch.Tensor,
-    y: torch.Tensor,
-    u: torch.Tensor,
-    b1: torch.Tensor,
-    w2: torch.Tensor,
-    b2: torch.Tensor,
-    lw: torch.Tensor,
-    lb: torch.Tensor,
+    ccm: list[torch.Tensor],
+    next_norm: list[torch.Tensor],
     eps: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`ccm_f43` and the LayerNorm of its output (weights from :func:`pack_norm`): the
-    next block's first norm, computed while the output is in cache. Returns ``(out, LN(out))``.
+    """``x + conv1x1(gelu(conv3x3(y)))``, float32 CPU, with ``ccm = [U, b1, W2, b2]`` from
+    :func:`pack_ccm`; with ``next_norm = [lw, lb]`` (:func:`pack_norm`) also the LayerNorm of
+    the output with that weight and bias and ``eps``, computed while the output is in cache.
+
+    ``x`` and ``y`` are (B, C, H, W) with H and W multiples of 4. Returns ``(out, LN(out))``,
+    channels-last; the second is empty without ``next_norm``. A custom op, so
+    ``torch.compile`` graphs call it as one opaque kernel.
     """
-    out, yn = _ccm(x, y, [u, b1, w2, b2], [lw, lb], eps)
-    assert yn is not None
-    return out, yn
+    n, c, h, w = x.shape
+    if len(ccm) != 4 or len(next_norm) not in (0, 2):
+        raise ValueError("ccm_f43: expected 4 CCM and 0 or 2 norm tensors")
+    if h % 4 or w % 4:
+        raise ValueError(f"ccm_f43: height and width must be multiples of 4, got {h}x{w}")
+    xs, ys = _nhwc(x), _nhwc(y)
+    out = torch.empty_like(xs)
+    yn = torch.empty_like(xs) if next_norm else torch.empty(0)
+    code = _lib().lsr_ccm_f43(
+        ys.data_ptr(), xs.data_ptr(), out.data_ptr(), n, h, w, c, ccm[2].shape[0], *_ptrs(*ccm),
+        yn.data_ptr() if next_norm else None, *(_ptrs(*next_norm) or [None, None]), eps,
+    )  # fmt: skip
+    if code:
+        raise RuntimeError(f"ccm_f43 kernel failed with code {code}")
+    return out.permute(0, 3, 1, 2), (yn.permute(0, 3, 1, 2) if next_norm else yn)
 
 
 @torch.library.custom_op("lightsr::safm_out", mutates_args=(), device_types="cpu")
@@ -453,13 +427,11 @@ def _like(x: torch.Tensor) -> torch.Tensor:
 
 
 @ccm_f43.register_fake
-def _(x: torch.Tensor, y: torch.Tensor, *weights: torch.Tensor) -> torch.Tensor:
-    return _like(x)
-
-
-@ccm_f43_norm.register_fake
-def _(x: torch.Tensor, y: torch.Tensor, *args: object) -> tuple[torch.Tensor, torch.Tensor]:
-    return _like(x), _like(x)
+def _(
+    x: torch.Tensor, y: torch.Tensor, ccm: list[torch.Tensor], next_norm: list[torch.Tensor],
+    eps: float,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    return _like(x), (_like(x) if next_norm else x.new_empty(0))
 
 
 @safm_out.register_fake
