@@ -277,7 +277,7 @@ def _conv_gelu(
 
 
 def _native_ok(x: torch.Tensor) -> bool:
-    """Whether the native CCM kernel may run on ``x`` (float32 CPU, not traced for export)."""
+    """Whether the native kernels may run on ``x`` (float32 CPU, not traced for export)."""
     return (
         x.device.type == "cpu"
         and x.dtype == torch.float32
@@ -406,9 +406,10 @@ class FastSAFMN(nn.Module):
         dtype: dtype of the convolutions and activations (float32, bfloat16, float16).
         residual_dtype: dtype of the residual stream, LayerNorm, GELU and modulation product;
             float32 (default) keeps low-precision outputs close to float32 ones.
-        native: run each block's CCM through lightsr's native Winograd kernel
-            (:mod:`lightsr.native`) on float32 CPU inputs. None (default): when it is available
-            on this machine; False: always the PyTorch formulation (oneDNN's convolutions).
+        native: run the blocks and the tail through lightsr's native kernels
+            (:mod:`lightsr.native`) on float32 CPU inputs. None (default): when they are
+            available on this machine and the model fits them (dim <= 512, levels of at most
+            64 channels); False: always the PyTorch formulation (oneDNN's convolutions).
 
     Raises:
         ValueError: when ``model`` is not supported.
