@@ -125,24 +125,39 @@ inline void output_rows(const __m256 m[6], __m256 o[4]) {
     o[3] = _mm256_add_ps(_mm256_fmadd_ps(_mm256_set1_ps(8.0f), d34, d12), m[5]);
 }
 
+// The first n % 8 lanes, or all eight when n % 8 == 0: the mask of a row of n floats' last vector.
+inline __m256i lanes_mask(int n) {
+    alignas(32) int lanes[8];
+    for (int l = 0; l < 8; ++l) lanes[l] = (n % 8 == 0 || l < n % 8) ? -1 : 0;
+    return _mm256_load_si256((const __m256i*)lanes);
+}
+
 // ---- register-blocked matrix products ---------------------------------------------------------
 
-// acc[t][0:24] = sum_c a[t * lda + c] * b[c * ldb + 0:24], t < 4; stores to o[t * ldo].
+// The register-blocked core of every matrix product here: acc[i][v] += sum_k a[i][k] *
+// w[k * ldw + 8 v .. 8 v + 7] for P rows and NV vectors of 8 columns (P * NV accumulators,
+// NV weight vectors and one broadcast: at most 16 AVX registers).
+template <int P, int NV>
+__attribute__((always_inline)) inline void mac(const float* const a[P], const float* w, int ldw,
+                                               int k, __m256 (&acc)[P][NV]) {
+    for (int c = 0; c < k; ++c) {
+        const float* wc = w + (size_t)c * ldw;
+        __m256 wv[NV];
+        for (int v = 0; v < NV; ++v) wv[v] = _mm256_loadu_ps(wc + 8 * v);
+        for (int i = 0; i < P; ++i) {
+            const __m256 av = _mm256_broadcast_ss(a[i] + c);
+            for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_fmadd_ps(av, wv[v], acc[i][v]);
+        }
+    }
+}
+
+// o[t * ldo + 0:24] = sum_c a[t * lda + c] * b[c * ldb + 0:24] for t < 4.
 inline void gemm_4x24(const float* a, int lda, const float* b, int ldb, int k, float* o, int ldo) {
+    const float* rows[4] = {a, a + lda, a + 2 * (size_t)lda, a + 3 * (size_t)lda};
     __m256 acc[4][3];
     for (int t = 0; t < 4; ++t)
         for (int v = 0; v < 3; ++v) acc[t][v] = _mm256_setzero_ps();
-    for (int c = 0; c < k; ++c) {
-        const float* bc = b + (size_t)c * ldb;
-        const __m256 b0 = _mm256_loadu_ps(bc), b1 = _mm256_loadu_ps(bc + 8),
-                     b2 = _mm256_loadu_ps(bc + 16);
-        for (int t = 0; t < 4; ++t) {
-            const __m256 av = _mm256_broadcast_ss(a + (size_t)t * lda + c);
-            acc[t][0] = _mm256_fmadd_ps(av, b0, acc[t][0]);
-            acc[t][1] = _mm256_fmadd_ps(av, b1, acc[t][1]);
-            acc[t][2] = _mm256_fmadd_ps(av, b2, acc[t][2]);
-        }
-    }
+    mac<4, 3>(rows, b, ldb, k, acc);
     for (int t = 0; t < 4; ++t)
         for (int v = 0; v < 3; ++v) _mm256_storeu_ps(o + (size_t)t * ldo + 8 * v, acc[t][v]);
 }
@@ -163,15 +178,7 @@ inline void project(const float* const a[P], const float* w, int ldw, int k, con
             acc[i][v] = _mm256_add_ps(xv, bv);
         }
     }
-    for (int e = 0; e < k; ++e) {
-        const float* we = w + (size_t)e * ldw;
-        __m256 wv[NV];
-        for (int v = 0; v < NV; ++v) wv[v] = _mm256_loadu_ps(we + 8 * v);
-        for (int i = 0; i < P; ++i) {
-            const __m256 av = _mm256_broadcast_ss(a[i] + e);
-            for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_fmadd_ps(av, wv[v], acc[i][v]);
-        }
-    }
+    mac<P, NV>(a, w, ldw, k, acc);
     for (int v = 0; v < NV; ++v) {
         const bool part = masked && v == NV - 1;
         for (int i = 0; i < P; ++i) {
@@ -266,7 +273,7 @@ inline void layer_norm4(const float* x, int sx, int C, __m256i tail, const float
 
 extern "C" {
 
-// Scratch floats one call needs (the caller may also pass NULL to have it allocated).
+// Scratch floats one thread of lsr_ccm_f43 needs.
 long lsr_ccm_scratch_floats(int C, int E) {
     const long EP = (E + 23) / 24 * 24, CP = (C + 7) / 8 * 8;
     return 36L * NT * CP     // V: transformed input tiles
@@ -326,13 +333,7 @@ void tile_row(const float* y, const float* x, bool ring, float* out, int H, int 
     float* stage = rowt + 36L * CP + CP;        // [4 C + 8]
     const int n_full = C / 8;
     const bool has_tail = C % 8 != 0;
-    alignas(32) int lanes[8];
-    for (int l = 0; l < 8; ++l) lanes[l] = (C % 8 == 0 || l < C % 8) ? -1 : 0;
-    const __m256i tail = _mm256_load_si256((const __m256i*)lanes);
-    for (int l = 0; l < 8; ++l) lanes[l] = (4 * C % 8 == 0 || l < 4 * C % 8) ? -1 : 0;
-    const __m256i run_tail = _mm256_load_si256((const __m256i*)lanes);
-    for (int l = 0; l < 8; ++l) lanes[l] = l < E % 8 ? -1 : 0;
-    const __m256i e_tail = _mm256_load_si256((const __m256i*)lanes);
+    const __m256i tail = lanes_mask(C), run_tail = lanes_mask(4 * C), e_tail = lanes_mask(E);
 
     {
         for (int tx0 = 0; tx0 < TW; tx0 += NT) {
@@ -466,20 +467,13 @@ namespace {
 template <int NV>
 inline void aggregate(const float (*a)[MAX_C + 16], const float* Wa, int CP, int C, const float* ba,
                       int v0, float (*t)[MAX_C]) {
+    const float* rows[4] = {a[0], a[1], a[2], a[3]};
     __m256 acc[4][NV];
     for (int v = 0; v < NV; ++v) {
         const __m256 b = _mm256_loadu_ps(ba + 8 * (v0 + v));
         for (int q = 0; q < 4; ++q) acc[q][v] = b;
     }
-    for (int ci = 0; ci < C; ++ci) {
-        const float* w = Wa + (size_t)ci * CP + 8 * v0;
-        __m256 wv[NV];
-        for (int v = 0; v < NV; ++v) wv[v] = _mm256_loadu_ps(w + 8 * v);
-        for (int q = 0; q < 4; ++q) {
-            const __m256 av = _mm256_broadcast_ss(a[q] + ci);
-            for (int v = 0; v < NV; ++v) acc[q][v] = _mm256_fmadd_ps(av, wv[v], acc[q][v]);
-        }
-    }
+    mac<4, NV>(rows, Wa + 8 * v0, CP, C, acc);
     for (int q = 0; q < 4; ++q)
         for (int v = 0; v < NV; ++v) _mm256_store_ps(t[q] + 8 * (v0 + v), acc[q][v]);
 }
@@ -528,9 +522,7 @@ int lsr_pool_levels(const float* y, int N, int H, int W, int C, int levels, floa
         (C / levels + 7) / 8 > 8 || N <= 0)
         return 1;
     const int chunk = C / levels, nch = (chunk + 7) / 8, K = 1 << (levels - 1);
-    alignas(32) int lanes[8];
-    for (int l = 0; l < 8; ++l) lanes[l] = (chunk % 8 == 0 || l < chunk % 8) ? -1 : 0;
-    const __m256i tail = _mm256_load_si256((const __m256i*)lanes);
+    const __m256i tail = lanes_mask(chunk);
     const __m256i all = _mm256_set1_epi32(-1);
     const long bands = (long)N * (H / K);
 #pragma omp parallel for schedule(static)
@@ -608,12 +600,6 @@ struct SafmScratch {
     alignas(32) float t[4][MAX_C];       // x' of four pixels
     alignas(32) float stage[4 * MAX_C + 16];
 };
-
-inline __m256i lanes_mask(int n) {  // the first n % 8 lanes, or all when n % 8 == 0
-    alignas(32) int lanes[8];
-    for (int l = 0; l < 8; ++l) lanes[l] = (n % 8 == 0 || l < n % 8) ? -1 : 0;
-    return _mm256_load_si256((const __m256i*)lanes);
-}
 
 // The full-resolution 3x3 depth-wise convolution (zero padding) of y's first chunk channels at
 // (row, col), NV vectors of channels (only the lanes of `tail` in the last), into dst.
