@@ -323,7 +323,6 @@ class _FastBlock(nn.Module):
         self.register_parameter("c2_w", _frozen(conv2.weight, dtype))
         self.register_parameter("c2_b", _frozen(conv2.bias, dtype))
         # The native kernels' weights (float32 only): in their layouts, derived, never saved.
-        self.native = native
         if native:
             from .native import pack_ccm, pack_norm, pack_safm
 
@@ -438,11 +437,10 @@ class FastSAFMN(nn.Module):
         self.register_parameter("feat_b", _frozen(model.to_feat.bias, dtype))
         self.native: bool = False
         if native is not False and dtype == torch.float32 and residual_dtype == torch.float32:
-            from .native import MAX_CHANNELS, unavailable_reason
+            from .native import fits, unavailable_reason
 
-            dim, levels = model.to_feat.out_channels, self.n_levels
-            fits = dim <= MAX_CHANNELS and dim % levels == 0 and dim // levels <= 64
-            self.native = fits and unavailable_reason() is None
+            dim = model.to_feat.out_channels
+            self.native = fits(dim, self.n_levels) and unavailable_reason() is None
         self.blocks = nn.ModuleList(
             _FastBlock(blk, dtype, residual_dtype, self.native) for blk in model.feats
         )

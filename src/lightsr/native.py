@@ -47,9 +47,11 @@ import torch
 
 __all__ = [
     "MAX_CHANNELS",
+    "MAX_LEVEL_CHANNELS",
     "cache_dir",
     "ccm_f43",
     "conv3x3_f43",
+    "fits",
     "pack_ccm",
     "pack_conv3x3",
     "pack_norm",
@@ -107,27 +109,24 @@ _lock = threading.Lock()
 _state: dict[str, object] = {}
 
 
-def _build() -> ctypes.CDLL:
-    cxx = _compiler()
-    if cxx is None:
-        raise RuntimeError("no C++ compiler found (set CXX or install g++)")
-    source = _SOURCE.read_bytes()
-    version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False)
-    key = hashlib.sha256(source + " ".join(_FLAGS).encode() + version.stdout.encode())
-    name = f"safmn-{key.hexdigest()[:16]}.so"
-    folder = cache_dir() / "native"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=folder)
-    except OSError:  # a read-only home: build in the temporary directory instead
-        folder = Path(tempfile.gettempdir()) / f"lightsr-native-{os.getuid()}"
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=folder)
-    os.close(fd)
-    target = folder / name
-    if target.exists():
-        os.unlink(tmp)
-    else:
+def _cached_or_built(cxx: str, name: str) -> Path:
+    """The library ``name`` from the cache folder (else the temporary directory, when the cache
+    cannot be written), compiled there first if it is not yet: to a temporary file, then
+    renamed, so that concurrent processes never load a half-written library."""
+    folders = (
+        cache_dir() / "native",
+        Path(tempfile.gettempdir()) / f"lightsr-native-{os.getuid()}",
+    )
+    for folder in folders:
+        target = folder / name
+        if target.exists():
+            return target
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=folder)
+        except OSError:  # e.g. a read-only home: try the next folder
+            continue
+        os.close(fd)
         try:
             done = subprocess.run(
                 [cxx, *_FLAGS, "-o", tmp, str(_SOURCE)], capture_output=True, text=True
@@ -139,6 +138,19 @@ def _build() -> ctypes.CDLL:
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+        return target
+    raise RuntimeError(f"no writable folder for the library (tried {', '.join(map(str, folders))})")
+
+
+def _build() -> ctypes.CDLL:
+    cxx = _compiler()
+    if cxx is None:
+        raise RuntimeError("no C++ compiler found (set CXX or install g++)")
+    source = _SOURCE.read_bytes()
+    version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False)
+    key = hashlib.sha256(source + " ".join(_FLAGS).encode() + version.stdout.encode())
+    name = f"safmn-{key.hexdigest()[:16]}.so"
+    target = _cached_or_built(cxx, name)
     lib = ctypes.CDLL(str(target))
     if lib.lsr_abi() != _ABI:
         raise RuntimeError(f"{target} has an unexpected ABI version")
@@ -240,8 +252,21 @@ def pack_safm(
     return w0.contiguous(), _pad(dw0_b, kp), wa.contiguous(), _pad(aggr_b, cp)
 
 
-#: lsr_safm_out keeps a pixel's channels on the stack.
+#: The kernels keep a pixel's channels on the stack (at most this many) and a level's channels
+#: in at most eight AVX vectors (``MAX_LEVEL_CHANNELS``).
 MAX_CHANNELS = 512
+MAX_LEVEL_CHANNELS = 64
+
+
+def fits(channels: int, levels: int) -> bool:
+    """Whether a SAFMN block of ``channels`` channels split into ``levels`` levels fits the
+    kernels (the limits above)."""
+    return (
+        0 < channels <= MAX_CHANNELS
+        and levels > 0
+        and channels % levels == 0
+        and channels // levels <= MAX_LEVEL_CHANNELS
+    )
 
 
 def _lib() -> ctypes.CDLL:
@@ -267,6 +292,29 @@ def _ptrs(*ts: torch.Tensor) -> list[int]:
     return [t.data_ptr() for t in ts]
 
 
+def _ptr_array(ts: list[torch.Tensor]) -> ctypes.Array[ctypes.c_void_p]:
+    """A C array of the tensors' addresses (the caller keeps the tensors alive)."""
+    return (ctypes.c_void_p * max(1, len(ts)))(*(t.data_ptr() for t in ts))
+
+
+def _next_norm_output(
+    xs: torch.Tensor, next_norm: list[torch.Tensor]
+) -> tuple[torch.Tensor, list[int | None]]:
+    """The optional next-block LayerNorm output of a kernel writing ``xs``'s shape: the tensor
+    (empty without ``next_norm``) and the output, weight and bias addresses (None without)."""
+    if len(next_norm) not in (0, 2):
+        raise ValueError("lightsr native kernels take 0 or 2 next-norm tensors")
+    if not next_norm:
+        return torch.empty(0), [None, None, None]
+    yn = torch.empty_like(xs)
+    return yn, [yn.data_ptr(), *_ptrs(*next_norm)]
+
+
+def _nchw(t: torch.Tensor) -> torch.Tensor:
+    """(B, H, W, C) storage -> the (B, C, H, W) channels-last view; empty tensors unchanged."""
+    return t.permute(0, 3, 1, 2) if t.dim() == 4 else t
+
+
 @torch.library.custom_op("lightsr::ccm_f43", mutates_args=(), device_types="cpu")
 def ccm_f43(
     x: torch.Tensor,
@@ -284,20 +332,20 @@ def ccm_f43(
     ``torch.compile`` graphs call it as one opaque kernel.
     """
     n, c, h, w = x.shape
-    if len(ccm) != 4 or len(next_norm) not in (0, 2):
-        raise ValueError("ccm_f43: expected 4 CCM and 0 or 2 norm tensors")
+    if len(ccm) != 4:
+        raise ValueError("ccm_f43: expected 4 CCM tensors")
     if h % 4 or w % 4:
         raise ValueError(f"ccm_f43: height and width must be multiples of 4, got {h}x{w}")
     xs, ys = _nhwc(x), _nhwc(y)
     out = torch.empty_like(xs)
-    yn = torch.empty_like(xs) if next_norm else torch.empty(0)
+    yn, norm = _next_norm_output(xs, next_norm)
     code = _lib().lsr_ccm_f43(
         ys.data_ptr(), xs.data_ptr(), out.data_ptr(), n, h, w, c, ccm[2].shape[0], *_ptrs(*ccm),
-        yn.data_ptr() if next_norm else None, *(_ptrs(*next_norm) or [None, None]), eps,
+        *norm, eps,
     )  # fmt: skip
     if code:
         raise RuntimeError(f"ccm_f43 kernel failed with code {code}")
-    return out.permute(0, 3, 1, 2), (yn.permute(0, 3, 1, 2) if next_norm else yn)
+    return _nchw(out), _nchw(yn)
 
 
 @torch.library.custom_op("lightsr::safm_out", mutates_args=(), device_types="cpu")
@@ -323,19 +371,18 @@ def safm_out(
     neighbour. Returns ``(x', y')``, channels-last.
     """
     n, c, h, w = x.shape
-    if c > MAX_CHANNELS:
-        raise ValueError(f"safm_out: at most {MAX_CHANNELS} channels, got {c}")
+    if not fits(c, len(levels) + 1):
+        raise ValueError(f"safm_out: {c} channels in {len(levels) + 1} levels do not fit")
     xs, ys = _nhwc(x), _nhwc(y)
     ls = [_nhwc(t) for t in levels]
     xo, yo = torch.empty_like(xs), torch.empty_like(xs)
-    ptrs = (ctypes.c_void_p * max(1, len(ls)))(*(t.data_ptr() for t in ls))
     code = _lib().lsr_safm_out(
-        xs.data_ptr(), ys.data_ptr(), ptrs, len(ls) + 1, *_ptrs(w0, b0), xo.data_ptr(),
+        xs.data_ptr(), ys.data_ptr(), _ptr_array(ls), len(ls) + 1, *_ptrs(w0, b0), xo.data_ptr(),
         yo.data_ptr(), n, h, w, c, *_ptrs(wa, ba, lw, lb), eps,
     )  # fmt: skip
     if code:
         raise ValueError(f"safm_out: unsupported sizes {tuple(x.shape)} with {len(ls) + 1} levels")
-    return xo.permute(0, 3, 1, 2), yo.permute(0, 3, 1, 2)
+    return _nchw(xo), _nchw(yo)
 
 
 @torch.library.custom_op("lightsr::safmn_block", mutates_args=(), device_types="cpu")
@@ -360,26 +407,21 @@ def safmn_block(
     ``next_norm``.
     """
     n, c, h, w = x.shape
-    if c > MAX_CHANNELS:
-        raise ValueError(f"safmn_block: at most {MAX_CHANNELS} channels, got {c}")
-    if len(safm) != 6 or len(ccm) != 4 or len(next_norm) not in (0, 2):
-        raise ValueError("safmn_block: expected 6 SAFM, 4 CCM and 0 or 2 norm tensors")
+    if not fits(c, len(levels) + 1):
+        raise ValueError(f"safmn_block: {c} channels in {len(levels) + 1} levels do not fit")
+    if len(safm) != 6 or len(ccm) != 4:
+        raise ValueError("safmn_block: expected 6 SAFM and 4 CCM tensors")
     xs, ys = _nhwc(x), _nhwc(y)
     ls = [_nhwc(t) for t in levels]
     out = torch.empty_like(xs)
-    yn = torch.empty_like(xs) if next_norm else torch.empty(0)
-    ptrs = (ctypes.c_void_p * max(1, len(ls)))(*(t.data_ptr() for t in ls))
-    w0, b0, wa, ba, n2w, n2b = safm
-    norm = _ptrs(*next_norm) if next_norm else [None, None]
+    yn, norm = _next_norm_output(xs, next_norm)
     code = _lib().lsr_block(
-        xs.data_ptr(), ys.data_ptr(), ptrs, len(ls) + 1, *_ptrs(w0, b0, wa, ba, n2w, n2b), eps,
-        n, h, w, c, ccm[2].shape[0], *_ptrs(*ccm), out.data_ptr(),
-        yn.data_ptr() if next_norm else None, *norm, next_eps,
+        xs.data_ptr(), ys.data_ptr(), _ptr_array(ls), len(ls) + 1, *_ptrs(*safm), eps,
+        n, h, w, c, ccm[2].shape[0], *_ptrs(*ccm), out.data_ptr(), *norm, next_eps,
     )  # fmt: skip
     if code:
         raise ValueError(f"safmn_block: unsupported sizes {tuple(x.shape)} (code {code})")
-    out = out.permute(0, 3, 1, 2)
-    return out, (yn.permute(0, 3, 1, 2) if next_norm else yn)
+    return _nchw(out), _nchw(yn)
 
 
 @torch.library.custom_op("lightsr::conv3x3_f43", mutates_args=(), device_types="cpu")
@@ -422,11 +464,10 @@ def pool_levels(y: torch.Tensor, levels: int) -> list[torch.Tensor]:
     k = c // max(1, levels)
     ys = _nhwc(y)
     outs = [torch.empty(n, h >> i, w >> i, k) for i in range(1, levels)]
-    ptrs = (ctypes.c_void_p * max(1, len(outs)))(*(t.data_ptr() for t in outs))
-    code = _lib().lsr_pool_levels(ys.data_ptr(), n, h, w, c, levels, ptrs)
+    code = _lib().lsr_pool_levels(ys.data_ptr(), n, h, w, c, levels, _ptr_array(outs))
     if code:
         raise ValueError(f"pool_levels: unsupported sizes {tuple(y.shape)} with {levels} levels")
-    return [t.permute(0, 3, 1, 2) for t in outs]
+    return [_nchw(t) for t in outs]
 
 
 def _like(x: torch.Tensor) -> torch.Tensor:
