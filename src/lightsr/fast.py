@@ -73,8 +73,10 @@ through ``Upscaler``; the PyTorch formulation is 1.43x / 1.32x eager and 1.79x /
 and the network's direct convolutions alone (oneDNN, nothing in between) only 2.11x / 2.19x,
 so on such a CPU no path made of direct convolutions reaches 3x: the native kernels get there
 with fewer multiplications. The machine is shared and noisy (the official row ranged 600-950
-ms within one run). bfloat16 is emulated there and ~5x slower than float32 for every
-implementation, ours and the plain model's autocast alike.
+ms within one run): three later 320x180-only runs (``--no-large --fp32-only --no-accuracy``)
+gave 3.62x / 2.82x / 2.92x compiled and 3.49x / 2.83x / 2.75x eager, so on this CPU the
+float32 path is about 3x, not reliably above it. bfloat16 is emulated there and ~5x slower
+than float32 for every implementation, ours and the plain model's autocast alike.
 """
 
 from __future__ import annotations
