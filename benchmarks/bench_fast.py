@@ -7,7 +7,7 @@ One run measures, for SAFMN x4 (random weights: the cost does not depend on them
    (channels-last + bfloat16 autocast + torch.compile of the official module), and each of
    lightsr's paths (fast float32 / bfloat16, eager and compiled, and onnxruntime);
 2. a 1280x720 input;
-3. a tiled run with a 3840x2160 (4K) output, through :class:`lightsr.inference.Upscaler`.
+3. a tiled run with a 3840x2160 (4K) output, through :class:`lightsr.inference.upscaler.Upscaler`.
 
 Each row: median (min-max) of ``--runs`` timed calls after ``--warmup`` untimed ones, the first
 call's time (which includes compiling), the peak memory of one call (increase of the resident
@@ -18,7 +18,7 @@ With ``../shared`` present it also prints the accuracy of each path against the 
 model with the real SAFMN x2 weights on Set5 (x2 LR images, 112x112 crops): max |difference| in
 [0, 1] units and PSNR.
 
-The float32 fast path uses lightsr's native kernels (:mod:`lightsr.native`: Winograd F(4x4, 3x3)
+The float32 fast path uses lightsr's native kernels (:mod:`lightsr.native.ops`: Winograd F(4x4, 3x3)
 convolutions fused with the rest of each block) where they build; the rows "without native
 kernels" time the same fast path in its PyTorch formulation (oneDNN's direct convolutions). The
 320x180 section ends with the network's convolutions alone as oneDNN runs them, at their real
@@ -49,10 +49,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lightsr.archs.safmn import SAFMN
-from lightsr.fast import CompileMode, FastRunner, FastSAFMN, _conv_gelu, cpu_name, cpu_supports_bf16
-from lightsr.inference import Upscaler, pad_to_multiple
-from lightsr.native import unavailable_reason as native_unavailable
+from lightsr.inference.tiling import pad_to_multiple
+from lightsr.inference.upscaler import Upscaler
+from lightsr.models.archs.safmn import SAFMN
+from lightsr.native.fast import (
+    CompileMode,
+    FastRunner,
+    FastSAFMN,
+    _conv_gelu,
+)
+from lightsr.native.ops import unavailable_reason as native_unavailable
+from lightsr.runtime import cpu_name, cpu_supports_bf16
 
 CPU = torch.device("cpu")
 Fn = Callable[[], object]
@@ -238,7 +245,7 @@ def convolutions_alone(model: SAFMN, x: torch.Tensor) -> Fn:
 
 def onnxruntime_path(model: SAFMN, x: torch.Tensor, folder: Path) -> Fn | None:
     try:
-        from lightsr.export import OnnxRuntimeModel, export_onnx
+        from lightsr.inference.onnx import OnnxRuntimeModel, export_onnx
 
         path = export_onnx(model, folder / "safmn.onnx", verify=False).path
         net = OnnxRuntimeModel(path)
@@ -291,8 +298,8 @@ def accuracy(runs_compiled: bool) -> None:
     if not ckpt.is_file() or not lr_dir.is_dir():
         print(f"\naccuracy: skipped ({shared} has no SAFMN_DF2K_x2.pth / Set5)")
         return
-    from lightsr.checkpoint import load_checkpoint
-    from lightsr.io import read_image
+    from lightsr.inference.io import read_image
+    from lightsr.models.checkpoint import load_checkpoint
 
     plain, _ = load_checkpoint(ckpt)
     plain.eval()

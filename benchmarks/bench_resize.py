@@ -1,4 +1,4 @@
-"""Speed of the MATLAB-exact bicubic resize (lightsr.resize).
+"""Speed of the MATLAB-exact bicubic resize (lightsr.evaluation.resize).
 
 Cases: the training use case (a batch of 16 random 256x256 RGB HR patches downscaled by 4 on
 the fly, torch float32 and uint8) and one DIV2K-sized 2040x1356 RGB image downscaled by 4 with
@@ -18,7 +18,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from lightsr.resize import imresize, imresize_torch
+from lightsr.evaluation.resize import imresize, imresize_torch
 
 
 def _time(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
@@ -57,7 +57,7 @@ def main() -> None:
         ("numpy float32", "1356x2040x3 -> 339x510", lambda: imresize(image_np_f32, 1 / 4)),
     ]
     print(
-        f"lightsr.resize, downscale by 4; torch {torch.__version__}, numpy {np.__version__}, "
+        f"lightsr.evaluation.resize, x1/4; torch {torch.__version__}, numpy {np.__version__}, "
         f"{torch.get_num_threads()} torch threads, {platform.processor() or platform.machine()}"
     )
     print(f"{'path':<15} {'shape':<26} {'median ms':>10} {'min ms':>8}")

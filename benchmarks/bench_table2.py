@@ -1,11 +1,11 @@
 """The SAFMN paper's Table 2 (memory and runtime, x4, 320x180 inputs) for lightsr's models.
 
-Measures each model with :func:`lightsr.bench.bench` (random weights: cost does not depend on
+Measures each model with `lightsr.evaluation.bench.bench` (random weights: cost does not depend on
 them) on the CPU here and, when one is present, on CUDA: params, FLOPs (1 multiply-add = 1
 FLOP), peak memory and the median runtime of several runs after warm-up (spread in brackets).
 The paper's rows (RTX 3090, ``torch.cuda.max_memory_allocated`` and CUDA-synchronised timing)
 are printed for reference; CPU figures are not comparable with them, CUDA figures only roughly
-(another GPU, another torch). See :mod:`lightsr.bench` for the methods.
+(another GPU, another torch). See :mod:`lightsr.evaluation.bench` for the methods.
 
 Run: ``python benchmarks/bench_table2.py [--models safmn-x4 safmn-l-x4] [--runs 5]
 [--warmup 2] [--threads N] [--precision fp32 bf16]``
@@ -17,8 +17,8 @@ import argparse
 
 import torch
 
-from lightsr.bench import BenchResult, bench
-from lightsr.fast import cpu_name
+from lightsr.evaluation.bench import BenchResult, bench
+from lightsr.runtime import cpu_name
 
 #: The paper's Table 2 (x4, 320x180 inputs, one RTX 3090): memory MB, runtime ms. Params/FLOPs
 #: of SAFMN from its Table 1 (the others' are not restated in design.md).
@@ -89,7 +89,7 @@ def main() -> None:
     print(
         "\nFLOPs: 1 multiply-add = 1 FLOP (fvcore, as the paper). Memory: CUDA "
         "max_memory_allocated (the paper's method); CPU: largest peak-RSS increase of a forward "
-        "pass + weights + input (lightsr.bench)."
+        "pass + weights + input (lightsr.evaluation.bench)."
     )
 
 

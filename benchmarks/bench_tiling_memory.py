@@ -18,8 +18,8 @@ import sys
 CHILD = r"""
 import json, resource, sys, time
 import numpy as np, torch
-from lightsr.archs import build_model
-from lightsr.inference import Upscaler, load_model
+from lightsr.models.registry import build_model
+from lightsr.inference.upscaler import Upscaler, load_model
 size, tile, weights = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 if weights:
     m = load_model(weights, device="cpu")

@@ -7,7 +7,7 @@ training process: ``data.workers=0``) and do the same work per step; only the ex
 differ:
 
 - ``plain fp32``: a 15-line eager float32 loop written here (forward, loss, backward, Adam, EMA).
-- ``lightsr ...``: :func:`lightsr.train.train` itself with a config, timed from the it/s it logs
+- ``lightsr ...``: :func:`~lightsr.training.loop.train` with a config, timed from the it/s it logs
   every iteration (``metrics.jsonl``), after its warm-up (compilation) iterations.
 
 The plain loop runs first and last and its two medians are averaged, so load drift on a shared
@@ -30,13 +30,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lightsr.archs import build_model
-from lightsr.config import load_config
-from lightsr.data import PatchDataset, StreamSampler, make_loader, scan_images
-from lightsr.fast import configure_threads
-from lightsr.io import write_image
-from lightsr.losses import sr_loss
-from lightsr.train import ema_update, train
+from lightsr.inference.io import write_image
+from lightsr.models.registry import build_model
+from lightsr.runtime import configure_threads
+from lightsr.training.config import load_config
+from lightsr.training.data import PatchDataset, StreamSampler, make_loader, scan_images
+from lightsr.training.loop import ema_update, train
+from lightsr.training.losses import sr_loss
 
 
 def make_images(folder: Path, n: int = 8, size: int = 512) -> None:
@@ -87,7 +87,7 @@ def lightsr_loop(
     device: str,
     sets: list[str],
 ) -> float:
-    """:func:`lightsr.train.train` with extra options; returns median samples/s after warm-up."""
+    """``train`` with extra options; returns median samples/s after warm-up."""
     cfg = load_config(
         None,
         [

@@ -1,6 +1,6 @@
 """Write the model card of lightsr's bundled models (docs/models.md) from measurements.
 
-For each ``src/lightsr/weights/*.safetensors``: the training provenance stored in its metadata
+For each bundled ``models/weights/*.safetensors``: the training provenance stored in its metadata
 by ``lightsr export-weights`` (recipe, iterations, batch, hardware, wall time), params/FLOPs/acts
 counted the paper's way for a 1280x720 output, and PSNR/SSIM-Y on Set5, Set14 and B100 (the
 papers' protocol, exactly what ``lightsr eval --model safmn-x4`` prints), next to the paper's
@@ -24,11 +24,11 @@ import time
 from pathlib import Path
 
 import lightsr
-from lightsr.archs import MODELS, ModelSpec
-from lightsr.bench import count_complexity, input_size_for_output
-from lightsr.checkpoint import read_state_dict
-from lightsr.evaluate import evaluate
-from lightsr.io import new_file_mode
+from lightsr.evaluation.bench import count_complexity, input_size_for_output
+from lightsr.evaluation.evaluate import evaluate
+from lightsr.inference.io import new_file_mode
+from lightsr.models.checkpoint import read_state_dict
+from lightsr.models.registry import MODELS, ModelSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASETS = ("Set5", "Set14", "B100")
@@ -245,7 +245,9 @@ def _comparison_rows(spec: ModelSpec, ours: dict, bic: dict, measured: dict) -> 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--weights-dir", type=Path, default=ROOT / "src" / "lightsr" / "weights")
+    p.add_argument(
+        "--weights-dir", type=Path, default=ROOT / "src" / "lightsr" / "models" / "weights"
+    )
     p.add_argument("--output", type=Path, default=ROOT / "docs" / "models.md")
     p.add_argument("--print-only", action="store_true")
     args = p.parse_args()

@@ -4,9 +4,9 @@ For every model whose public checkpoint is in ``shared/weights/`` (see its READM
 scale the checkpoint serves, this script
 
 - evaluates PSNR/SSIM (Y channel, border cropped by the scale, LR made on the fly with the
-  MATLAB-exact bicubic) on Set5, Set14 and B100 with :func:`lightsr.evaluate.evaluate`;
+  MATLAB-exact bicubic) on Set5, Set14 and B100 with :func:`lightsr.evaluation.evaluate.evaluate`;
 - counts parameters, FLOPs (1 multiply-add = 1 FLOP) and activations at the paper's sizes (the
-  output is 1280x720) with :func:`lightsr.bench.count_complexity`;
+  output is 1280x720) with :func:`lightsr.evaluation.bench.count_complexity`;
 
 and writes ``docs/zoo.md`` (a Markdown table in the layout of the paper's Table 1, then the
 Set5 values against the published ones) and ``docs/zoo.png`` (Set5 x4 PSNR against FLOPs,
@@ -35,10 +35,10 @@ from typing import Any
 
 import torch
 
-from lightsr.archs import MODELS
-from lightsr.bench import count_complexity, input_size_for_output
-from lightsr.evaluate import evaluate
-from lightsr.inference import load_model
+from lightsr.evaluation.bench import count_complexity, input_size_for_output
+from lightsr.evaluation.evaluate import evaluate
+from lightsr.inference.upscaler import load_model
+from lightsr.models.registry import MODELS
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = ("Set5", "Set14", "B100")
@@ -50,7 +50,7 @@ class Entry:
 
     Attributes:
         label: the method as printed.
-        model: base name in :data:`lightsr.archs.MODELS` (its ``paper`` metadata is used).
+        model: base name in :data:`lightsr.models.registry.MODELS` (its ``paper`` metadata is used).
         files: scale -> checkpoint under ``shared/weights/``.
         reference: scale -> Set5 PSNR that ``shared/weights/README.md`` lists for the file.
     """

@@ -26,11 +26,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lightsr.bench import count_complexity, input_size_for_output
-from lightsr.config import load_config
-from lightsr.evaluate import evaluate, parse_degradations, resolve_dataset
-from lightsr.inference import load_model
-from lightsr.train import export_weights, find_checkpoint, load_training_state, train
+from lightsr.evaluation.bench import count_complexity, input_size_for_output
+from lightsr.evaluation.evaluate import evaluate, parse_degradations, resolve_dataset
+from lightsr.inference.upscaler import load_model
+from lightsr.training.config import load_config
+from lightsr.training.loop import export_weights, find_checkpoint, load_training_state, train
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "experiments" / "runs"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lightsr.archs import MODELS, build_model, get_spec, resolve_name
-from lightsr.archs.safmn import SAFMN
+from lightsr.models.archs.safmn import SAFMN
+from lightsr.models.registry import MODELS, build_model, get_spec, resolve_name
 
 SAFMN_NAMES = [n for n, s in MODELS.items() if s.arch == "safmn" and "-x" in n]
 
@@ -73,7 +73,7 @@ def test_names_resolve_and_errors_list_valid_names() -> None:
 
 
 def test_layernorm_matches_torch_layernorm() -> None:
-    from lightsr.archs.safmn import ChannelLayerNorm
+    from lightsr.models.archs.safmn import ChannelLayerNorm
 
     torch.manual_seed(0)
     ln = ChannelLayerNorm(12)

@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from lightsr.archs import MODELS, build_model, get_spec
-from lightsr.archs.safmn import SAFMN
-from lightsr.bench import (
+from lightsr.cli import main
+from lightsr.errors import LightSRError
+from lightsr.evaluation.bench import (
     bench,
     count_complexity,
     input_size_for_output,
@@ -20,8 +20,8 @@ from lightsr.bench import (
     parse_size,
     to_markdown,
 )
-from lightsr.cli import main
-from lightsr.errors import LightSRError
+from lightsr.models.archs.safmn import SAFMN
+from lightsr.models.registry import MODELS, build_model, get_spec
 
 from conftest import need_shared
 

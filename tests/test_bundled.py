@@ -14,15 +14,15 @@ import numpy as np
 import pytest
 
 import lightsr
-from lightsr.archs import MODELS
-from lightsr.checkpoint import load_checkpoint
 from lightsr.cli import main
-from lightsr.evaluate import evaluate
-from lightsr.io import read_image
+from lightsr.evaluation.evaluate import evaluate
+from lightsr.inference.io import read_image
+from lightsr.models.checkpoint import load_checkpoint
+from lightsr.models.registry import MODELS
 
 from conftest import REPO, need_shared
 
-WEIGHTS = Path(lightsr.__file__).resolve().parent / "weights"
+WEIGHTS = Path(lightsr.__file__).resolve().parent / "models" / "weights"
 
 #: Set5 PSNR-Y (dB), measured by benchmarks/model_card.py for the committed weights.
 SET5_PSNR = {2: 37.069, 3: 33.306, 4: 31.004}

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from lightsr.archs import build_model
-from lightsr.checkpoint import (
+from lightsr.errors import CheckpointError
+from lightsr.models.checkpoint import (
     detect_arch,
     load_checkpoint,
     read_state_dict,
     save_safetensors,
 )
-from lightsr.errors import CheckpointError
+from lightsr.models.registry import build_model
 
 from conftest import need_shared
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from lightsr.cli import main
-from lightsr.io import read_image, write_image
+from lightsr.inference.io import read_image, write_image
 
 from conftest import need_shared
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from lightsr.cli import main
-from lightsr.evaluate import evaluate, format_results, resolve_dataset, self_ensemble
-from lightsr.inference import load_model
+from lightsr.evaluation.evaluate import evaluate, format_results, resolve_dataset, self_ensemble
+from lightsr.inference.upscaler import load_model
 
 from conftest import need_shared
 
@@ -118,7 +118,7 @@ def test_resolve_dataset_missing_root(tmp_path: Path) -> None:
 
 
 def test_degradations_are_reproducible_and_lower_scores() -> None:
-    from lightsr.evaluate import degrade, parse_degradations
+    from lightsr.evaluation.evaluate import degrade, parse_degradations
 
     lr = np.random.default_rng(0).integers(0, 256, (16, 20, 3), dtype=np.uint8)
     steps = parse_degradations(["jpeg:40", "blur:1.0", "noise:10"])

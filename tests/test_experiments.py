@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lightsr.io import read_image, write_image
+from lightsr.inference.io import read_image, write_image
 
 from conftest import REPO, need_shared, shared_root
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from lightsr.archs.safmn import SAFMN
 from lightsr.cli import main
 from lightsr.errors import LightSRError
-from lightsr.export import OnnxRuntimeModel, export_onnx, load_onnx, parse_static
-from lightsr.inference import Upscaler, load_model
-from lightsr.io import read_image, write_image
+from lightsr.inference.io import read_image, write_image
+from lightsr.inference.onnx import OnnxRuntimeModel, export_onnx, load_onnx, parse_static
+from lightsr.inference.upscaler import Upscaler, load_model
+from lightsr.models.archs.safmn import SAFMN
 
 from conftest import need_shared
 

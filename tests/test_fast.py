@@ -10,12 +10,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lightsr import fast as fast_mod
-from lightsr.archs.safmn import SAFMN
-from lightsr.checkpoint import load_checkpoint
-from lightsr.fast import FastRunner, FastSAFMN, fast_unsupported_reason
-from lightsr.inference import Upscaler, load_model, pad_to_multiple, tiled_apply
-from lightsr.io import read_image
+from lightsr import runtime
+from lightsr.inference.io import read_image
+from lightsr.inference.tiling import pad_to_multiple, tiled_apply
+from lightsr.inference.upscaler import Upscaler, load_model
+from lightsr.models.archs.safmn import SAFMN
+from lightsr.models.checkpoint import load_checkpoint
+from lightsr.native import fast as fast_mod
+from lightsr.native.fast import FastRunner, FastSAFMN, fast_unsupported_reason
 
 from conftest import need_shared
 
@@ -225,8 +227,8 @@ def test_available_cpus_respects_a_cgroup_quota(monkeypatch: pytest.MonkeyPatch)
                 raise OSError(self.path)
             return files[self.path]
 
-    monkeypatch.setattr(fast_mod, "Path", FakePath)
-    monkeypatch.setattr(fast_mod.os, "sched_getaffinity", lambda pid: set(range(64)))
-    assert fast_mod.available_cpus() == 2  # 1.5 CPUs of quota: 2 threads
+    monkeypatch.setattr(runtime, "Path", FakePath)
+    monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid: set(range(64)))
+    assert runtime.available_cpus() == 2  # 1.5 CPUs of quota: 2 threads
     files["/sys/fs/cgroup/cpu.max"] = "max 100000\n"
-    assert fast_mod.available_cpus() == 64
+    assert runtime.available_cpus() == 64

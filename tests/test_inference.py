@@ -11,8 +11,9 @@ import torch
 from PIL import Image
 
 from lightsr.errors import LightSRError
-from lightsr.inference import Upscaler, load_model, pad_to_multiple, tiled_apply
-from lightsr.io import read_image
+from lightsr.inference.io import read_image
+from lightsr.inference.tiling import pad_to_multiple, tiled_apply
+from lightsr.inference.upscaler import Upscaler, load_model
 
 from conftest import need_shared
 

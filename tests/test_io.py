@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from lightsr.errors import ImageError
-from lightsr.io import read_image, write_image
+from lightsr.inference.io import read_image, write_image
 
 RNG = np.random.default_rng(0)
 
@@ -111,8 +111,8 @@ def test_pixel_limit_checked_before_decoding(tmp_path: Path) -> None:
 
 def test_outputs_get_the_usual_file_mode(tmp_path: Path) -> None:
     """Atomic writes use mkstemp (0600); outputs must end up 0666 minus the umask."""
-    from lightsr.checkpoint import save_safetensors
-    from lightsr.io import new_file_mode
+    from lightsr.inference.io import new_file_mode
+    from lightsr.models.checkpoint import save_safetensors
 
     old = os.umask(0o022)
     try:

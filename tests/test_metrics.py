@@ -1,4 +1,4 @@
-"""Tests of lightsr.metrics: PSNR/SSIM with the SR papers' (BasicSR/MATLAB) conventions.
+"""Tests of lightsr.evaluation.metrics: PSNR/SSIM with the SR papers' (BasicSR/MATLAB) conventions.
 
 Reference values are hand-computed on tiny arrays, or come from an independent
 implementation written here with scipy (``scipy.signal.correlate2d`` with a 2-D window).
@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-from lightsr.metrics import psnr, rgb_to_y, ssim
+from lightsr.evaluation.metrics import psnr, rgb_to_y, ssim
 
 from conftest import need_shared
 

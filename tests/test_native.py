@@ -12,12 +12,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lightsr import native
-from lightsr.archs.safmn import SAFMN
-from lightsr.checkpoint import load_checkpoint
-from lightsr.fast import FastRunner, FastSAFMN
-from lightsr.inference import pad_to_multiple
-from lightsr.io import read_image
+from lightsr.inference.io import read_image
+from lightsr.inference.tiling import pad_to_multiple
+from lightsr.models.archs.safmn import SAFMN
+from lightsr.models.checkpoint import load_checkpoint
+from lightsr.native import ops as native
+from lightsr.native.fast import FastRunner, FastSAFMN
 
 from conftest import need_shared
 

@@ -1,4 +1,4 @@
-"""Tests of lightsr.resize: MATLAB-exact bicubic imresize (numpy and torch) and modcrop.
+"""Tests of lightsr.evaluation.resize: MATLAB-exact bicubic imresize (numpy and torch) and modcrop.
 
 The ground truth is the MATLAB-made LR files of Set5, Set14 and B100 in ``shared/datasets``
 (``imresize(modcrop(HR, s), 1/s, 'bicubic')``, x2/x3/x4: 357 files), which must be reproduced
@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from lightsr.metrics import psnr, rgb_to_y, ssim
-from lightsr.resize import (
+from lightsr.evaluation.metrics import psnr, rgb_to_y, ssim
+from lightsr.evaluation.resize import (
     _contributions,
     _weight_blocks,
     imresize,

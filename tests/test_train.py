@@ -18,12 +18,11 @@ import pytest
 import torch
 
 from lightsr.cli import main
-from lightsr.config import ConfigError, ScheduleConfig, load_config
-from lightsr.data import DataError, PatchDataset, StreamSampler, lr_patch, scan_images
-from lightsr.io import read_image, write_image
-from lightsr.losses import fft_loss
-from lightsr.resize import imresize, modcrop
-from lightsr.train import (
+from lightsr.evaluation.resize import imresize, modcrop
+from lightsr.inference.io import read_image, write_image
+from lightsr.training.config import ConfigError, ScheduleConfig, load_config
+from lightsr.training.data import DataError, PatchDataset, StreamSampler, lr_patch, scan_images
+from lightsr.training.loop import (
     TrainingError,
     ema_decay_at,
     export_weights,
@@ -33,6 +32,7 @@ from lightsr.train import (
     save_atomic,
     train,
 )
+from lightsr.training.losses import fft_loss
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -242,7 +242,7 @@ def test_end_to_end_cli(data: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
 def test_resume_is_bit_exact(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     full = train(cfg_of(data, tmp_path, "name=full", "val.every=2"), quiet=True)
     # the same run, interrupted right after its iteration-3 checkpoint, with a data worker
-    import lightsr.train as train_mod
+    import lightsr.training.loop as train_mod
 
     real_save = train_mod.save_atomic
 
@@ -267,7 +267,7 @@ def test_resume_is_bit_exact(data: Path, tmp_path: Path, monkeypatch: pytest.Mon
 def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(
     data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import lightsr.losses as losses
+    import lightsr.training.losses as losses
 
     real = losses.sr_loss
     calls = {"n": 0}
@@ -348,7 +348,7 @@ def test_init_copies_the_matching_body_for_fine_tuning(
     assert state["model"]["to_img.0.weight"].shape != x2["to_img.0.weight"].shape
     # a source with nothing in common is a one-line error naming the key
     other = tmp_path / "other.safetensors"
-    from lightsr.checkpoint import save_safetensors
+    from lightsr.models.checkpoint import save_safetensors
 
     save_safetensors({"x": torch.zeros(1)}, other, arch="safmn", config={}, scale=2)
     assert main(["train", recipe, "--set", "name=t3", "--set", f"model.init={other}"]) == 2

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from lightsr.archs import build_arch, build_model, get_spec
-from lightsr.archs.swinir import SwinLayer, shifted_window_mask
-from lightsr.archs.ups import SIMILARITIES, UPS, UPSAttention
-from lightsr.bench import count_complexity
-from lightsr.checkpoint import detect_arch, load_checkpoint, save_safetensors
-from lightsr.inference import Upscaler
+from lightsr.evaluation.bench import count_complexity
+from lightsr.inference.upscaler import Upscaler
+from lightsr.models.archs.swinir import SwinLayer, shifted_window_mask
+from lightsr.models.archs.ups import SIMILARITIES, UPS, UPSAttention
+from lightsr.models.checkpoint import detect_arch, load_checkpoint, save_safetensors
+from lightsr.models.registry import build_arch, build_model, get_spec
 
 NAMES = [f"{b}-x{s}" for b in ("swinir-light", "ups", "ups-s") for s in (2, 3, 4)]
 
@@ -152,7 +152,7 @@ def test_shifted_window_mask_blocks_wrapped_borders(arch: str) -> None:
         attn = UPSAttention(12, window_size=8, num_heads=4, proj_dim=16)
         shared = torch.randn(12, 16)
     else:
-        from lightsr.archs.swinir import WindowAttention
+        from lightsr.models.archs.swinir import WindowAttention
 
         attn = WindowAttention(12, window_size=8, num_heads=4)
         shared = None
@@ -223,7 +223,7 @@ def test_tiled_equals_untiled() -> None:
 
 def test_shifted_window_mask_has_the_official_regions() -> None:
     """The tensor-op mask equals the official slice-assignment construction."""
-    from lightsr.archs.swinir import window_partition
+    from lightsr.models.archs.swinir import window_partition
 
     def official(h: int, w: int, ws: int, shift: int) -> torch.Tensor:
         img = torch.zeros(1, h, w, 1)
@@ -244,7 +244,7 @@ def test_shifted_window_mask_has_the_official_regions() -> None:
 def test_onnx_export_matches_at_odd_sizes(name: str, tmp_path) -> None:
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
-    from lightsr.export import export_onnx, load_onnx
+    from lightsr.inference.onnx import export_onnx, load_onnx
 
     torch.manual_seed(0)
     m = build_model(name).eval()

@@ -13,16 +13,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lightsr.archs import MODELS, build_arch, build_model
-from lightsr.archs._ycbcr import run_on_y
-from lightsr.archs.carn import CARNM
-from lightsr.bench import count_complexity, input_size_for_output
-from lightsr.checkpoint import detect_arch, load_checkpoint, save_safetensors
-from lightsr.evaluate import evaluate
-from lightsr.inference import load_model
-from lightsr.io import read_image
-from lightsr.metrics import rgb_to_y
-from lightsr.resize import imresize, modcrop
+from lightsr.evaluation.bench import count_complexity, input_size_for_output
+from lightsr.evaluation.evaluate import evaluate
+from lightsr.evaluation.metrics import rgb_to_y
+from lightsr.evaluation.resize import imresize, modcrop
+from lightsr.inference.io import read_image
+from lightsr.inference.upscaler import load_model
+from lightsr.models.archs._ycbcr import run_on_y
+from lightsr.models.archs.carn import CARNM
+from lightsr.models.checkpoint import detect_arch, load_checkpoint, save_safetensors
+from lightsr.models.registry import MODELS, build_arch, build_model
 
 from conftest import need_shared
 

@@ -18,7 +18,7 @@ from typing import NoReturn
 
 import numpy as np
 
-from .errors import LightSRError
+from lightsr.errors import LightSRError
 
 __all__ = ["main"]
 
@@ -46,7 +46,7 @@ def _collect_inputs(items: Sequence[str]) -> list[tuple[Path, Path]]:
     The base folder is what output paths are made relative to, so a folder's tree is mirrored.
     Items that match nothing are returned as-is so they are reported as failures.
     """
-    from .io import IMAGE_EXTENSIONS
+    from lightsr.inference.io import IMAGE_EXTENSIONS
 
     found: list[tuple[Path, Path]] = []
     for item in items:
@@ -71,7 +71,7 @@ def _collect_inputs(items: Sequence[str]) -> list[tuple[Path, Path]]:
 
 
 def _output_path(src: Path, base: Path, args: argparse.Namespace, single: bool, scale: int) -> Path:
-    from .io import IMAGE_EXTENSIONS
+    from lightsr.inference.io import IMAGE_EXTENSIONS
 
     suffix = args.suffix if args.suffix is not None else f"_x{scale}"
     ext = src.suffix.lower() if args.ext == "auto" else "." + args.ext.lower().lstrip(".")
@@ -97,8 +97,8 @@ def _resize_output(img: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
 def _cmd_upscale(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .inference import load_model
-    from .io import read_image, write_image
+    from lightsr.inference.io import read_image, write_image
+    from lightsr.inference.upscaler import load_model
 
     if args.tile is not None and args.tile < 1:
         raise LightSRError(f"--tile must be a positive number of pixels, got {args.tile}")
@@ -112,7 +112,7 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
     if not inputs:
         raise LightSRError("no input images found; pass image files, folders or globs")
     if args.backend == "onnxruntime":
-        from .export import load_onnx
+        from lightsr.inference.onnx import load_onnx
 
         if not args.onnx or args.weights or args.model:
             raise LightSRError("--backend onnxruntime runs --onnx FILE (not --model/--weights)")
@@ -195,7 +195,12 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .evaluate import BICUBIC_MODELS, evaluate, format_results, parse_degradations
+    from lightsr.evaluation.evaluate import (
+        BICUBIC_MODELS,
+        evaluate,
+        format_results,
+        parse_degradations,
+    )
 
     if args.weights and args.model:
         raise LightSRError("give either --model or --weights, not both")
@@ -209,7 +214,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             raise LightSRError("--self-ensemble has no meaning for bicubic")
         model, name, scale = args.model.lower(), args.model.lower(), args.scale
     else:
-        from .inference import load_model
+        from lightsr.inference.upscaler import load_model
 
         up = load_model(
             args.weights or args.model,
@@ -280,15 +285,15 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from .archs import MODELS, build_arch
-    from .inference import _bundled_weights_path
+    from lightsr.models.registry import MODELS, build_arch
+    from lightsr.models.resolve import bundled_weights_path
 
     rows = []
     for name, spec in MODELS.items():
         params = sum(
             p.numel() for p in build_arch(spec.arch, scale=spec.scale, **spec.config).parameters()
         )
-        bundled = bool(spec.weights and _bundled_weights_path(spec.weights).is_file())
+        bundled = bool(spec.weights and bundled_weights_path(spec.weights).is_file())
         rows.append(
             {
                 "name": name,
@@ -320,7 +325,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from .checkpoint import load_checkpoint, read_state_dict
+    from lightsr.models.checkpoint import load_checkpoint, read_state_dict
 
     path = Path(args.checkpoint)
     sd, metadata = read_state_dict(path)
@@ -350,7 +355,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import bench, parse_size, render_table, to_markdown
+    from lightsr.evaluation.bench import bench, parse_size, render_table, to_markdown
 
     output_size = parse_size(args.output_size, "--output-size") if args.output_size else None
     input_size = parse_size(args.input_size, "--input-size") if args.input_size else None
@@ -390,7 +395,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_onnx, parse_static
+    from lightsr.inference.onnx import export_onnx, parse_static
 
     static = parse_static(args.static) if args.static else None
     res = export_onnx(args.model, args.output, opset=args.opset, fp16=args.fp16, static=static)
@@ -409,7 +414,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .config import dump_config, load_config
+    from lightsr.training.config import dump_config, load_config
 
     config = args.config
     if config is None:
@@ -420,19 +425,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
             raise LightSRError(f"{args.resume}: not a run directory (no config.yaml)")
     cfg = load_config(config, args.set or [])
     if args.dry_run:
-        from .config import shared_root
+        from lightsr.runtime import shared_root
 
         print(dump_config(cfg), end="")
         print(f"# ${{LIGHTSR_SHARED}} = {shared_root().resolve()}")
         return EXIT_OK
-    from .train import train
+    from lightsr.training.loop import train
 
     train(cfg, resume=args.resume, quiet=args.quiet)
     return EXIT_OK
 
 
 def _cmd_export_weights(args: argparse.Namespace) -> int:
-    from .train import export_weights
+    from lightsr.training.loop import export_weights
 
     path = export_weights(args.run, args.output, checkpoint=args.checkpoint, weights=args.weights)
     print(f"wrote {path} ({args.weights} weights of {args.run}, {args.checkpoint} checkpoint)")
@@ -474,7 +479,7 @@ def _add_fast_flags(g: argparse._ArgumentGroup) -> None:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from lightsr import __version__
 
     parser = _Parser(prog="lightsr", description="Efficient single-image super-resolution.")
     parser.add_argument("--version", action="version", version=f"lightsr {__version__}")

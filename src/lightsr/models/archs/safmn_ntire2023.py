@@ -2,7 +2,7 @@
 
 Challenge report: Y. Li et al., "NTIRE 2023 Challenge on Efficient Super-Resolution: Methods
 and Results", CVPR 2023 Workshops (team of L. Sun, J. Dong, J. Tang, J. Pan). The paper's SAFMN
-(:mod:`lightsr.archs.safmn`, ICCV 2023) differs from this challenge entry in five ways, all
+(:mod:`lightsr.models.archs.safmn`, ICCV 2023) differs from this challenge entry in five ways, all
 visible in the public checkpoint:
 
 - no LayerNorm in the blocks: ``Y = SAFM(X) + X; Z = CCM(Y) + Y``;

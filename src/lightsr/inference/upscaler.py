@@ -6,249 +6,38 @@ The public entry point is :func:`load_model`, which returns an :class:`Upscaler`
 >>> model = lightsr.load_model("path/to/SAFMN_DF2K_x2.pth")   # doctest: +SKIP
 >>> sr = model.upscale(image, tile=256)                        # doctest: +SKIP
 
-Padding and tiling are pure functions (:func:`pad_to_multiple`, :func:`tiled_apply`) that work
-for any network ``fn`` mapping a (1, C, h, w) tensor with h and w multiples of ``multiple`` to
-(1, C, h * scale, w * scale).
+Padding and tiling live in :mod:`lightsr.inference.tiling`; names are resolved to models by
+:func:`lightsr.models.resolve.resolve_model`; devices and precisions by :mod:`lightsr.runtime`.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .archs import MODELS, get_spec
-from .checkpoint import Detected, load_checkpoint
-from .errors import CheckpointError, LightSRError
-from .fast import (
-    CompileMode,
-    FastRunner,
-    FastSAFMN,
+from lightsr.errors import LightSRError
+from lightsr.inference.tiling import DEFAULT_TILE_OVERLAP, Emit, check_tiling, tiled_apply
+from lightsr.models.resolve import resolve_model
+from lightsr.native.fast import CompileMode, FastRunner, FastSAFMN, fast_unsupported_reason
+from lightsr.runtime import (
+    PRECISIONS,
     configure_threads,
     cpu_supports_bf16,
-    fast_unsupported_reason,
+    resolve_device,
+    resolve_precision,
 )
 
 __all__ = [
-    "DEFAULT_MODEL",
-    "DEFAULT_TILE_OVERLAP",
-    "PRECISIONS",
     "Upscaler",
     "load_model",
-    "pad_to_multiple",
-    "pad_to_size",
-    "resolve_device",
-    "tiled_apply",
 ]
-
-#: The model used when none is named (the bundled default once lightsr ships weights).
-DEFAULT_MODEL = "safmn"
-DEFAULT_SCALE = 4
-#: Context (LR pixels) given to each tile on every side. SAFMN's receptive field is wide (its
-#: 8x-pooled branch sees +-16 px per block), but the influence decays fast: 32 px keeps tiled
-#: output within 1/255 of the untiled one (see tests/test_inference.py).
-DEFAULT_TILE_OVERLAP = 32
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-_PRECISION_ALIASES = {
-    "float32": "fp32",
-    "bfloat16": "bf16",
-    "float16": "fp16",
-    "half": "fp16",
-}
-
-Emit = Callable[[int, torch.Tensor], None]
-
-
-# --------------------------------------------------------------------------------------------
-# Pure helpers
-
-
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Pad the last two dims of ``x`` at the bottom/right up to multiples of ``multiple``.
-
-    Reflection padding (no edge duplication, as the official test code and most SR toolkits do);
-    for sides too short to reflect (e.g. 1 pixel) the remainder is replicated. The caller crops
-    the output back.
-    """
-    h, w = x.shape[-2:]
-    return pad_to_size(x, h + -h % multiple, w + -w % multiple)
-
-
-def pad_to_size(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Pad the last two dims of ``x`` at the bottom/right up to ``height`` x ``width``.
-
-    The padding of :func:`pad_to_multiple` (reflection, repeated for long pads, replication for
-    1-pixel sides); sides already as large are left alone.
-    """
-    h, w = x.shape[-2:]
-    ph, pw = max(0, height - h), max(0, width - w)
-    while ph or pw:
-        h, w = x.shape[-2:]
-        rh, rw = min(ph, h - 1), min(pw, w - 1)
-        if rh == 0 and rw == 0:  # 1-pixel side: nothing to reflect
-            return F.pad(x, (0, pw, 0, ph), mode="replicate")
-        x = F.pad(x, (0, rw, 0, rh), mode="reflect")
-        ph, pw = ph - rh, pw - rw
-    return x
-
-
-def _round_up(n: int, m: int) -> int:
-    return -(-n // m) * m
-
-
-def _axis_weights(w0: int, w1: int, image_len: int, overlap: int, scale: int) -> torch.Tensor:
-    """Blending weights along one axis for a window [w0, w1) of an axis of ``image_len``.
-
-    In output pixels, weight 0 over the outer half of the overlap at a window side that is inside
-    the image (those pixels saw too little context), then a linear ramp to 1 over the inner half;
-    sides on the image border get weight 1. Neighbouring windows cross-fade across each core
-    boundary, and every pixel keeps weight 1 in the tile whose core contains it.
-    """
-    n = (w1 - w0) * scale
-    pos = torch.arange(n, dtype=torch.float32) + 0.5
-    half = overlap * scale / 2
-    wt = torch.ones(n)
-    if half > 0:
-        if w0 > 0:
-            wt = torch.minimum(wt, ((pos - half) / half).clamp(0, 1))
-        if w1 < image_len:
-            wt = torch.minimum(wt, ((n - pos - half) / half).clamp(0, 1))
-    return wt
-
-
-def _windows(n: int, tile: int, overlap: int, multiple: int) -> list[tuple[int, int]]:
-    """Windows ``[a, b)`` along an axis of length ``n`` covering the cores ``[c0, c0 + tile)``.
-
-    Each window holds its core(s) plus at least ``overlap`` pixels of context on each side inside
-    the image, starts on the ``multiple`` grid and pads to the same length: ``tile + 2 * overlap``
-    (all multiples of ``multiple``), or ``n`` padded when the axis is shorter. The last window
-    ends at ``n``, and its padded end is the untiled run's, ``ceil(n / multiple) * multiple``.
-    Starts and ends never decrease, which the row-by-row output of :func:`tiled_apply` relies on.
-    """
-    win = tile + 2 * overlap
-    if n <= win:
-        return [(0, n)]
-    last = _round_up(n - win, multiple)
-    starts = [min(max(0, c0 - overlap), last) for c0 in range(0, n, tile)]
-    return list(dict.fromkeys((a, min(a + win, n)) for a in starts))  # drop repeated windows
-
-
-def _run_padded(
-    fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, multiple: int, scale: int
-) -> torch.Tensor:
-    h, w = x.shape[-2:]
-    y = fn(pad_to_multiple(x, multiple))
-    return y[..., : h * scale, : w * scale].clamp(0.0, 1.0)
-
-
-def tiled_apply(
-    fn: Callable[[torch.Tensor], torch.Tensor],
-    x: torch.Tensor,
-    *,
-    scale: int,
-    multiple: int,
-    emit: Emit,
-    tile: int | None = None,
-    overlap: int = DEFAULT_TILE_OVERLAP,
-    batch: int = 1,
-) -> None:
-    """Run ``fn`` over ``x`` (C, H, W), untiled or in tiles, and hand finished output rows on.
-
-    Tiles have cores of ``tile`` x ``tile`` LR pixels that partition the image; each is run with
-    at least ``overlap`` pixels of context on every side (clipped at the image border) and the
-    windows are cross-faded (see :func:`_axis_weights`). ``tile`` and ``overlap`` are rounded up
-    to ``multiple`` so every window starts on the model's pooling grid, exactly as the untiled
-    run. Every window has the same padded shape, ``tile + 2 * overlap`` (or the whole padded side
-    when the image is smaller): windows at the image border extend inward for more context
-    instead of shrinking, and the last one ends where the untiled run's padded image ends. One
-    shape per image size is what lets a compiled graph serve every tile (see
-    :class:`lightsr.fast.FastRunner`). Output is produced one row of tiles at a time, so memory
-    grows with the tile and the image width, not with the image height.
-
-    Args:
-        fn: the network on a (1, C, h, w) float tensor; returns (1, C, h*scale, w*scale).
-        x: (C, H, W) float tensor in [0, 1].
-        scale: the network's upscaling factor.
-        multiple: the network's size multiple (inputs are padded to it).
-        emit: called as ``emit(row0, rows)`` with finished output rows (C, n, W*scale) in
-            [0, 1], in order, covering the whole output once.
-        tile: core size in LR pixels; None runs the whole image at once.
-        overlap: context in LR pixels on each side of a tile.
-        batch: run up to this many windows of a row of tiles in one call of ``fn`` (they all
-            have the same shape); 1 bounds memory best, a GPU prefers more.
-    """
-    _, h, w = x.shape
-    if tile is None or (h <= tile and w <= tile):
-        emit(0, _run_padded(fn, x[None], multiple, scale)[0])
-        return
-    if tile < 1 or overlap < 0:
-        raise LightSRError(f"--tile must be >= 1 and --tile-overlap >= 0 (got {tile}, {overlap})")
-    tile = _round_up(tile, multiple)
-    overlap = _round_up(overlap, multiple)
-    s = scale
-    col_windows = _windows(w, tile, overlap, multiple)
-    col_weights = [_axis_weights(a, b, w, overlap, s) for a, b in col_windows]
-    pending: tuple[int, torch.Tensor, torch.Tensor] | None = None  # (row0, acc, wsum)
-    for a, b in _windows(h, tile, overlap, multiple):
-        row_wt = _axis_weights(a, b, h, overlap, s)
-        acc = torch.zeros(x.shape[0], (b - a) * s, w * s)
-        wsum = torch.zeros(1, (b - a) * s, w * s)
-        for i in range(0, len(col_windows), max(1, batch)):
-            group = col_windows[i : i + max(1, batch)]
-            # Windows pad to one shape (see _windows), so a group stacks into one batch.
-            tiles = torch.cat(
-                [pad_to_multiple(x[None, :, a:b, c0:c1], multiple) for c0, c1 in group]
-            )
-            ys = fn(tiles)
-            for j, (c0, c1) in enumerate(group):
-                y = ys[j, :, : (b - a) * s, : (c1 - c0) * s].clamp(0.0, 1.0)
-                wmap = row_wt[:, None] * col_weights[i + j][None, :]
-                acc[:, :, c0 * s : c1 * s].addcmul_(y, wmap)
-                wsum[:, :, c0 * s : c1 * s] += wmap
-        if pending is not None:
-            p0, pacc, pw = pending
-            done = a * s - p0  # rows of the previous strip no later window touches
-            emit(p0, pacc[:, :done] / pw[:, :done])
-            acc[:, : pacc.shape[1] - done] += pacc[:, done:]
-            wsum[:, : pw.shape[1] - done] += pw[:, done:]
-        pending = (a * s, acc, wsum)
-    assert pending is not None
-    emit(pending[0], pending[1] / pending[2])
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` picks CUDA when available, else the CPU; other values are checked."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise LightSRError(f"--device: {device!r} is not a device; use auto, cpu or cuda") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise LightSRError("--device cuda: no CUDA GPU is available here; use --device cpu")
-    return dev
-
-
-def _resolve_precision(precision: str, device: torch.device) -> str:
-    p = _PRECISION_ALIASES.get(precision.lower(), precision.lower())
-    if p not in PRECISIONS:
-        raise LightSRError(f"--precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
-    if p == "fp16" and device.type == "cpu":
-        raise LightSRError(
-            "--precision fp16 needs a CUDA GPU (CPU float16 kernels are slow and inexact); "
-            "use --precision bf16 or fp32 on the CPU"
-        )
-    return p
-
 
 # --------------------------------------------------------------------------------------------
 # Image kinds <-> (C, H, W) float tensors
@@ -324,12 +113,12 @@ class Upscaler:
         arch: architecture name; ``config``: its constructor arguments.
         device: where it runs; ``precision``: ``"fp32"``, ``"bf16"`` or ``"fp16"``.
         size_multiple: input sides are padded to a multiple of this.
-        fast: True when the fast path (:mod:`lightsr.fast`) runs the model.
-        runner: the fast path's :class:`~lightsr.fast.FastRunner` (None on the plain path).
+        fast: True when the fast path (:mod:`lightsr.native.fast`) runs the model.
+        runner: the fast path's :class:`~lightsr.native.fast.FastRunner` (None on the plain path).
 
     Args:
         fast: use the fast path where the model has one (SAFMN in the paper's configuration):
-            the same function, computed faster (see :mod:`lightsr.fast`); False runs ``model``
+            the same function, computed faster (:mod:`lightsr.native.fast`); False runs ``model``
             as it is (eager; autocast for bf16/fp16). The fast path copies the weights here:
             a ``model`` changed afterwards (e.g. while training) needs a new Upscaler.
         compile: the fast path's use of ``torch.compile``/CUDA graphs: ``"auto"`` (once a shape
@@ -350,7 +139,7 @@ class Upscaler:
         compile: CompileMode = "auto",
     ) -> None:
         self.device = resolve_device(device)
-        self.precision = _resolve_precision(precision, self.device)
+        self.precision = resolve_precision(precision, self.device)
         self.model = model.eval().to(self.device)
         for p in self.model.parameters():
             p.requires_grad_(False)
@@ -414,6 +203,7 @@ class Upscaler:
         an alpha channel is upscaled by the same network (as a gray image) and re-attached.
         Output is clamped to [0, 1] and rounded to the input's bit depth.
         """
+        check_tiling(tile, tile_overlap)
         if isinstance(image, torch.Tensor):
             return self._upscale_tensor(image, tile, tile_overlap)
         try:
@@ -546,10 +336,6 @@ def _make_runner(
 # --------------------------------------------------------------------------------------------
 
 
-def _bundled_weights_path(filename: str) -> Path:
-    return Path(__file__).resolve().parent / "weights" / filename
-
-
 def load_model(
     name_or_path: str | os.PathLike[str] | None = None,
     *,
@@ -565,12 +351,13 @@ def load_model(
         name_or_path: a checkpoint (``.pth``, ``.pt``, ``.ckpt``, ``.safetensors``; the
             architecture and scale are detected from its tensors), or a model name from
             ``lightsr models`` (``safmn-x4``, or ``safmn`` with ``scale``). None means the
-            default model (:data:`DEFAULT_MODEL`) at ``scale`` (default 4).
+            default model (:data:`~lightsr.models.resolve.DEFAULT_MODEL`) at ``scale``
+            (default 4). Resolved by :func:`lightsr.models.resolve.resolve_model`.
         scale: the wanted scale; for a checkpoint it must match the detected one.
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         precision: ``"fp32"`` (default), ``"bf16"`` (CPU and CUDA) or ``"fp16"`` (CUDA only).
         fast: the fast path where the model has one (default; the same outputs to 1e-4 in fp32,
-            see :mod:`lightsr.fast`); False selects the plain eager model.
+            see :mod:`lightsr.native.fast`); False selects the plain eager model.
         compile: when the fast path compiles: ``"auto"``, ``"on"`` or ``"off"`` (see
             :class:`Upscaler`).
 
@@ -578,59 +365,15 @@ def load_model(
         LightSRError: unknown name, unreadable checkpoint, scale mismatch, or a named model for
             which lightsr ships no weights.
     """
-    if name_or_path is None:
-        name_or_path = DEFAULT_MODEL
-        scale = scale or DEFAULT_SCALE
-    text = os.fspath(name_or_path)
-    path = Path(text)
-    if path.suffix.lower() in (".pth", ".pt", ".ckpt", ".safetensors", ".bin") or path.exists():
-        model, found = load_checkpoint(path, scale=scale)
-        if scale is not None and found.scale != scale:
-            raise CheckpointError(
-                f"{path}: the checkpoint is x{found.scale}, but scale {scale} was asked for"
-            )
-        return Upscaler(
-            model,
-            scale=found.scale,
-            name=path.name,
-            arch=found.arch,
-            config=found.config,
-            device=device,
-            precision=precision,
-            fast=fast,
-            compile=compile,
-        )
-    try:
-        spec = get_spec(text, scale)
-    except KeyError as exc:
-        raise LightSRError(str(exc.args[0])) from exc
-    if spec.weights is None or not _bundled_weights_path(spec.weights).is_file():
-        with_weights = sorted(
-            n for n, s in MODELS.items() if s.weights and _bundled_weights_path(s.weights).is_file()
-        )
-        hint = f" (bundled: {', '.join(with_weights)})" if with_weights else ""
-        raise LightSRError(
-            f"model {spec.name!r}: lightsr ships no weights for it{hint}; pass a checkpoint "
-            "with --weights PATH (Python: load_model('path/to/weights.pth'))"
-        )
-    model, found = load_checkpoint(_bundled_weights_path(spec.weights))
-    _check_bundled(spec.name, found, spec.arch, spec.scale)
+    found = resolve_model(name_or_path, scale=scale)
     return Upscaler(
-        model,
-        scale=spec.scale,
-        name=spec.name,
-        arch=spec.arch,
-        config=dict(spec.config),
+        found.model,
+        scale=found.scale,
+        name=found.name,
+        arch=found.arch,
+        config=found.config,
         device=device,
         precision=precision,
         fast=fast,
         compile=compile,
     )
-
-
-def _check_bundled(name: str, found: Detected, arch: str, scale: int) -> None:
-    if found.arch != arch or found.scale != scale:
-        raise CheckpointError(
-            f"bundled weights of {name!r} are {found.arch} x{found.scale}, expected {arch} "
-            f"x{scale}; reinstall lightsr"
-        )

@@ -9,7 +9,7 @@ Module and buffer names follow the official implementation (``conv_first``, ``pa
 ``layers.{i}.residual_group.blocks.{j}.{norm1,attn,norm2,mlp}``, ``attn.relative_position_index``,
 ``attn_mask``, ``layers.{i}.conv``, ``norm``, ``conv_after_body``, ``upsample.0``), so official
 lightweight checkpoints load with ``strict=True``. The skeleton (:class:`SwinIRSkeleton`) takes an
-attention factory, which is how UPS (:mod:`lightsr.archs.ups`) reuses it.
+attention factory, which is how UPS (:mod:`lightsr.models.archs.ups`) reuses it.
 
 Inputs are RGB in [0, 1], (B, 3, H, W); sides are padded by reflection to a multiple of the window
 inside ``forward`` (as the official code does) and the output is cropped back.

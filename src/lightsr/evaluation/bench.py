@@ -61,7 +61,6 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -70,10 +69,9 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from .archs import build_arch, get_spec
-from .checkpoint import load_checkpoint
-from .errors import LightSRError
-from .inference import PRECISIONS, resolve_device
+from lightsr.errors import LightSRError
+from lightsr.models.resolve import resolve_model
+from lightsr.runtime import precision_dtype, resolve_device
 
 __all__ = [
     "CONVENTIONS",
@@ -81,12 +79,10 @@ __all__ = [
     "MEMORY_PASSES",
     "BenchResult",
     "Complexity",
-    "LoadedModel",
     "Runtime",
     "bench",
     "count_complexity",
     "input_size_for_output",
-    "load_for_bench",
     "measure_runtime",
     "parse_size",
     "render_table",
@@ -111,7 +107,6 @@ CONVENTIONS = (
 #: of freed blocks makes single passes vary by up to ~25 % (e.g. 96-137 MB for SAFMN x4).
 MEMORY_PASSES = 3
 
-_CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors", ".bin")
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*[xX×*]\s*(\d+)\s*$")
 
 
@@ -365,14 +360,6 @@ class Runtime:
         return q3 - q1
 
 
-def _precision_dtype(precision: str, device: torch.device) -> torch.dtype:
-    if precision not in PRECISIONS:
-        raise LightSRError(f"--precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
-    if precision == "fp16" and device.type != "cuda":
-        raise LightSRError("--precision fp16 needs a CUDA GPU; use bf16 or fp32 on the CPU")
-    return PRECISIONS[precision]
-
-
 def _proc_status_kib(key: str) -> int | None:
     try:
         with open("/proc/self/status", encoding="ascii") as f:
@@ -453,7 +440,7 @@ def measure_runtime(
     """Time ``runs`` forward passes after ``warmup`` ones, then measure one pass's peak memory.
 
     The model is put in eval mode and moved to ``device``; ``bf16``/``fp16`` run under autocast
-    (as :class:`lightsr.inference.Upscaler` does). The input is a fixed random image.
+    (as :class:`lightsr.inference.upscaler.Upscaler` does). The input is a fixed random image.
 
     Raises:
         LightSRError: bad ``runs``/``warmup``, unknown precision, fp16 on the CPU, or an
@@ -463,8 +450,8 @@ def measure_runtime(
         raise LightSRError(f"--runs must be >= 1, got {runs}")
     if warmup < 0:
         raise LightSRError(f"--warmup must be >= 0, got {warmup}")
-    dev = resolve_device(device)
-    dtype = _precision_dtype(precision, dev)
+    dev = resolve_device(device, what="--device")
+    dtype = precision_dtype(precision, dev, what="--precision")
     model = model.eval().to(dev)
     w, h = input_size
     gen = torch.Generator().manual_seed(0)
@@ -508,57 +495,6 @@ def measure_runtime(
 
 # --------------------------------------------------------------------------------------------
 # Models by name or checkpoint, and the whole benchmark
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """A model to benchmark and what is known about it.
-
-    Attributes:
-        model: the network (float32, CPU, eval mode).
-        name: the model name, or the checkpoint's file name.
-        arch: architecture name; ``config``: its constructor arguments; ``scale``: its factor.
-        weights: ``"random"`` for a named model, else the checkpoint path.
-        paper: the paper's figures for a named model (see :class:`lightsr.archs.ModelSpec`).
-    """
-
-    model: nn.Module
-    name: str
-    arch: str
-    config: dict[str, Any]
-    scale: int
-    weights: str
-    paper: dict[str, str]
-
-
-def load_for_bench(source: str, *, scale: int | None = None) -> LoadedModel:
-    """A named model (random weights: cost does not depend on them) or a checkpoint file.
-
-    Raises:
-        LightSRError: unknown name (the message lists the valid ones), unreadable checkpoint,
-            or a scale that contradicts the name or the checkpoint.
-    """
-    path = Path(source)
-    if path.suffix.lower() in _CHECKPOINT_SUFFIXES or path.exists():
-        model, found = load_checkpoint(path, scale=scale)
-        if scale is not None and found.scale != scale:
-            raise LightSRError(
-                f"{path}: the checkpoint is x{found.scale}, but --scale {scale} was given; "
-                "drop --scale"
-            )
-        return LoadedModel(
-            model, path.name, found.arch, dict(found.config), found.scale, str(path), {}
-        )
-    try:
-        spec = get_spec(source, scale)
-    except KeyError as exc:
-        raise LightSRError(str(exc.args[0])) from exc
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = build_arch(spec.arch, scale=spec.scale, **spec.config)
-    return LoadedModel(
-        model.eval(), spec.name, spec.arch, dict(spec.config), spec.scale, "random", spec.paper
-    )
 
 
 @dataclass(frozen=True)
@@ -632,8 +568,8 @@ def bench(
     if output_size is not None and input_size is not None:
         raise LightSRError("give --output-size or --input-size, not both")
     if timing:  # fail before the counting on a device or precision that cannot run
-        _precision_dtype(precision, resolve_device(device))
-    loaded = load_for_bench(source, scale=scale)
+        precision_dtype(precision, resolve_device(device, what="--device"), what="--precision")
+    loaded = resolve_model(source, scale=scale, random_weights=True)
     if input_size is None:
         input_size = input_size_for_output(output_size or DEFAULT_OUTPUT_SIZE, loaded.scale)
     complexity = count_complexity(loaded.model, input_size)

@@ -4,7 +4,7 @@ Challenge report: M. V. Conde et al., "Real-Time 4K Super-Resolution of Compress
 Images. AIS 2024 Challenge Survey", CVPR 2024 Workshops. Trained to upscale AVIF-compressed
 images x4 in real time.
 
-Compared with SAFMN++ (:mod:`lightsr.archs.safmnpp`):
+Compared with SAFMN++ (:mod:`lightsr.models.archs.safmnpp`):
 
 - the simplified SAFM splits the ``proj`` output in two halves: the first half is pooled by 8,
   convolved depth-wise, upsampled bilinearly and modulates itself through GELU; concatenated

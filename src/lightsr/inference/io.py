@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ImageError
+from lightsr.errors import ImageError
 
 __all__ = [
     "IMAGE_EXTENSIONS",

@@ -8,7 +8,7 @@ multiplications; GELU; 1x1 projection; residual) and the next block's first Laye
 rows; plus the level pooling (:func:`pool_levels`) and the upsampler's 3x3 convolution with its
 pixel shuffle (:func:`conv3x3_f43`). The pieces are also callable on their own
 (:func:`safm_out`, :func:`ccm_f43`). Source: ``kernels/safmn.cpp``.
-:class:`lightsr.fast.FastSAFMN` uses them for float32 on x86-64 CPUs with AVX2 and FMA.
+:class:`lightsr.native.fast.FastSAFMN` uses them for float32 on x86-64 CPUs with AVX2 and FMA.
 
 Why a hand-written kernel: oneDNN and inductor run the 3x3 layer as a direct convolution, which
 already reaches most of these CPUs' float32 peak, so only fewer multiplications make it faster;
@@ -288,7 +288,9 @@ def _ptrs(*ts: torch.Tensor) -> list[int]:
     """Addresses of packed weights (contiguous float32 CPU tensors that outlive the call)."""
     for t in ts:
         if t.dtype != torch.float32 or t.device.type != "cpu" or not t.is_contiguous():
-            raise ValueError("lightsr native kernels take weights packed by lightsr.native.pack_*")
+            raise ValueError(
+                "lightsr native kernels take weights packed by lightsr.native.ops.pack_*"
+            )
     return [t.data_ptr() for t in ts]
 
 

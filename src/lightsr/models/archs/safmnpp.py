@@ -2,7 +2,7 @@
 
 Challenge report: B. Ren et al., "The Ninth NTIRE 2024 Efficient
 Super-Resolution Challenge Report", CVPR 2024 Workshops (team of L. Sun, J. Dong, J. Pan et
-al.). SAFMN++ simplifies the paper's SAFMN (:mod:`lightsr.archs.safmn`) for speed:
+al.). SAFMN++ simplifies the paper's SAFMN (:mod:`lightsr.models.archs.safmn`) for speed:
 
 - the SAFM becomes a *simplified* SAFM: a 3x3 conv ``proj``; its first ``dim // 3`` channels are
   adaptive-max-pooled by 8, convolved depth-wise (``dwconv``), upsampled back bilinearly and,

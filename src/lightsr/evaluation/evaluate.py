@@ -4,11 +4,11 @@ Protocol (BasicSR's test script and the MATLAB scripts of the SR literature):
 
 1. HR is cropped to a multiple of the scale (``modcrop``, from the top left).
 2. LR = MATLAB ``imresize(HR, 1/s, 'bicubic')``, made on the fly with
-   :func:`lightsr.resize.imresize` (bit-exact with MATLAB), unless paired LR files are given
+   :func:`~lightsr.evaluation.resize.imresize` (exact with MATLAB), unless paired LR files are given
    (``lr_dir``).
 3. The SR output is rounded to 8 bits.
 4. PSNR and SSIM on the Y channel of BT.601 YCbCr, ``s`` pixels cropped from each border
-   (:mod:`lightsr.metrics`); a dataset's score is the mean over its images.
+   (:mod:`lightsr.evaluation.metrics`); a dataset's score is the mean over its images.
 
 Grayscale images (e.g. Set14's ``bridge``) are read as RGB with equal channels, as BasicSR's
 ``cv2.imread`` does, so the model and the Y conversion see three channels.
@@ -21,7 +21,6 @@ precision; SR rounded to uint8); ``bicubic-rgb`` applies the protocol above to R
 
 from __future__ import annotations
 
-import os
 import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
@@ -30,17 +29,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import LightSRError
-from .io import IMAGE_EXTENSIONS, read_image, write_image
-from .metrics import psnr, rgb_to_y, ssim
-from .resize import imresize, modcrop
+from lightsr.errors import LightSRError
+from lightsr.evaluation.metrics import psnr, rgb_to_y, ssim
+from lightsr.evaluation.resize import imresize, modcrop
+from lightsr.inference.io import IMAGE_EXTENSIONS, read_image, write_image
+from lightsr.runtime import data_root as default_data_root
 
 __all__ = [
     "BENCHMARKS",
     "BICUBIC_MODELS",
     "DEGRADATIONS",
     "EvalResult",
-    "default_data_root",
     "degrade",
     "evaluate",
     "format_results",
@@ -85,15 +84,6 @@ class EvalResult:
         if not per_image:
             rec.pop("per_image")
         return rec
-
-
-def default_data_root() -> Path:
-    """``$LIGHTSR_DATA`` if set, else ``$LIGHTSR_SHARED/datasets``, else ``../shared/datasets``."""
-    if os.environ.get("LIGHTSR_DATA"):
-        return Path(os.environ["LIGHTSR_DATA"])
-    if os.environ.get("LIGHTSR_SHARED"):
-        return Path(os.environ["LIGHTSR_SHARED"]) / "datasets"
-    return Path("..") / "shared" / "datasets"
 
 
 def resolve_dataset(name_or_path: str, data_root: Path | None = None) -> tuple[str, Path]:

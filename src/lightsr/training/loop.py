@@ -1,8 +1,8 @@
 """Training: the loop as one readable function (:func:`train`) and small pure helpers.
 
 The recipe is the SAFMN paper's (Sec. 4.1) and its official BasicSR configs: random LR patches
-made on the fly with the MATLAB-exact bicubic (:mod:`lightsr.data`), ``L1 + 0.05 * FFT`` loss
-(:mod:`lightsr.losses`), Adam with betas (0.9, 0.99), cosine annealing to ``min_lr``, and an EMA
+made on the fly with the MATLAB-exact bicubic (``training.data``), ``L1 + 0.05 * FFT`` loss
+(``training.losses``), Adam with betas (0.9, 0.99), cosine annealing to ``min_lr``, and an EMA
 of the weights (decay 0.999) that is validated, tracked and exported.
 
 Run directory (``output_dir/name``)::
@@ -48,8 +48,16 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .config import Config, ConfigError, ScheduleConfig, config_to_dict, dump_config, expand_path
-from .errors import LightSRError
+from lightsr.errors import LightSRError
+from lightsr.runtime import PRECISIONS, resolve_device
+from lightsr.training.config import (
+    Config,
+    ConfigError,
+    ScheduleConfig,
+    config_to_dict,
+    dump_config,
+    expand_path,
+)
 
 __all__ = [
     "TrainResult",
@@ -66,7 +74,6 @@ __all__ = [
 ]
 
 CHECKPOINT_FORMAT = 1
-_PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class TrainingError(LightSRError):
@@ -254,7 +261,7 @@ def build_training_model(cfg: Config) -> tuple[nn.Module, str, dict[str, Any]]:
     Raises:
         ConfigError: unknown model name or constructor arguments (naming the key).
     """
-    from .archs import build_arch, get_spec
+    from lightsr.models.registry import build_arch, get_spec
 
     try:
         spec = get_spec(cfg.model.name, cfg.model.scale)
@@ -273,12 +280,12 @@ def init_weights(model: nn.Module, source: str | os.PathLike[str]) -> str:
 
     ``source`` is a run directory (its best checkpoint, else its latest), a training checkpoint
     (the EMA weights are used, as the papers release them) or a weights file that
-    :func:`lightsr.checkpoint.read_state_dict` reads. Returns a one-line summary for the log.
+    :func:`lightsr.models.checkpoint.read_state_dict` reads. Returns a one-line summary for the log.
 
     Raises:
         TrainingError: unreadable source, or no tensor in common with the model.
     """
-    from .checkpoint import read_state_dict
+    from lightsr.models.checkpoint import read_state_dict
 
     path = Path(source)
     if path.is_dir():
@@ -317,7 +324,7 @@ def _sr_function(
 
     The first ``n_keep`` outputs are also appended to ``keep`` as uint8 (for TensorBoard).
     """
-    from .inference import pad_to_multiple
+    from lightsr.inference.tiling import pad_to_multiple
 
     multiple = int(getattr(model, "size_multiple", 1))
 
@@ -345,15 +352,10 @@ def _reraise_loader_error(exc: Exception) -> NoReturn:
 
 
 def _device(cfg: Config, local_rank: int) -> torch.device:
-    want = cfg.train.device
-    cuda = torch.cuda.is_available()
-    if want == "auto":
-        want = "cuda" if cuda else "cpu"
-    if want.startswith("cuda") and not cuda:
-        raise ConfigError(f"train.device: {cfg.train.device} asked for, but no CUDA GPU is found")
-    if want == "cuda":
-        want = f"cuda:{local_rank}"
-    return torch.device(want)
+    try:
+        return resolve_device(cfg.train.device, what="train.device", local_rank=local_rank)
+    except LightSRError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 class _Writer:
@@ -461,7 +463,7 @@ def _flatten(rec: dict[str, Any], prefix: str = "") -> dict[str, float]:
 
 def _hardware(device: torch.device, world: int) -> str:
     """``"2 x AMD EPYC (AVX2), 2 threads"`` / ``"4 x NVIDIA H100"``: where a run trained."""
-    from .fast import cpu_name
+    from lightsr.runtime import cpu_name
 
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
@@ -496,10 +498,10 @@ def train(
         TrainingError: run directory conflicts, unreadable checkpoints, a non-finite loss
             (the last good checkpoint is left as it was).
     """
-    from .data import PatchDataset, StreamSampler, make_loader, scan_images
-    from .evaluate import evaluate
-    from .fast import configure_threads
-    from .losses import sr_loss
+    from lightsr.evaluation.evaluate import evaluate
+    from lightsr.runtime import configure_threads
+    from lightsr.training.data import PatchDataset, StreamSampler, make_loader, scan_images
+    from lightsr.training.losses import sr_loss
 
     t_start = time.perf_counter()
     t = cfg.train
@@ -642,7 +644,7 @@ def train(
             f"run dir {run_dir}"
         )
         if t.precision == "bf16" and device.type == "cpu":
-            from .fast import cpu_supports_bf16
+            from lightsr.runtime import cpu_supports_bf16
 
             if not cpu_supports_bf16():
                 say(
@@ -676,7 +678,7 @@ def train(
             }
 
         autocast = (
-            torch.autocast(device.type, dtype=_PRECISION_DTYPES[t.precision])
+            torch.autocast(device.type, dtype=PRECISIONS[t.precision])
             if t.precision != "fp32"
             else nullcontext()
         )
@@ -829,7 +831,7 @@ def export_weights(
     Returns:
         The written path; ``lightsr upscale --weights`` and ``lightsr eval --weights`` read it.
     """
-    from .checkpoint import save_safetensors
+    from lightsr.models.checkpoint import save_safetensors
 
     if weights not in ("ema", "model"):
         raise TrainingError(f"weights: expected ema or model, found {weights!r}")
@@ -857,8 +859,8 @@ def export_weights(
     )
 
 
-def _main() -> None:  # pragma: no cover - `python -m lightsr.train CONFIG` for debugging
-    from .config import load_config
+def _main() -> None:  # pragma: no cover - `python -m lightsr.training.loop CONFIG` for debugging
+    from lightsr.training.config import load_config
 
     train(load_config(sys.argv[1], sys.argv[2:]))
 

@@ -1,6 +1,6 @@
 """A fast inference path for SAFMN that computes the same function as the plain model.
 
-:class:`FastSAFMN` takes a loaded :class:`~lightsr.archs.safmn.SAFMN` (the paper's configuration)
+:class:`FastSAFMN` takes a loaded :class:`~lightsr.models.archs.safmn.SAFMN` (the paper's design)
 and copies its weights into a formulation that is cheaper to run:
 
 - **Channel LayerNorm in one kernel.** In the channels-last layout a (B, C, H, W) tensor is
@@ -13,13 +13,13 @@ and copies its weights into a formulation that is cheaper to run:
 - **Exact fixed-size pooling.** On inputs whose sides are multiples of 8 (the caller pads),
   adaptive max pooling to ``(h // 2**i, w // 2**i)`` is ``max_pool2d`` with kernel = stride =
   ``2**i``, and the nearest upsample back is a fixed factor ``2**i``. These have fast kernels,
-  compile to simple loops and export to ONNX with dynamic shapes (see :mod:`lightsr.export`).
+  compile to simple loops and export to ONNX with dynamic shapes (:mod:`lightsr.inference.onnx`).
   (Adaptive pooling's window j spans ``[floor(j * h / n), ceil((j + 1) * h / n))`` with
   ``n = h // k``; when k divides h that is ``[j * k, (j + 1) * k)``, the fixed window.)
 - **Channels-last convolutions** (oneDNN's fast path on the CPU, tensor cores on the GPU), with
   the CCM's GELU fused into its 3x3 convolution (a oneDNN post-op) in eager CPU runs; this is
   the path for bfloat16, GPUs, ONNX export and CPUs without the native kernels.
-- **Native kernels for float32 on x86-64 CPUs with AVX2** (:mod:`lightsr.native`, built with the
+- **Native kernels for float32 on x86-64 CPUs with AVX2** (:mod:`lightsr.native.ops`, built with the
   system's C++ compiler on first use; ``native=False`` or ``LIGHTSR_NATIVE=0`` turns them off).
   Each block after its first LayerNorm is one streamed pass: the SAFM (full-resolution
   depth-wise convolution, nearest upsampling as an index lookup, aggregation, GELU,
@@ -40,54 +40,14 @@ frozen weights) per input shape, reusing compiled graphs for every tile or image
 and falls back to eager execution, once and with a warning, if compilation fails. On CUDA it
 replays a CUDA graph per shape instead.
 
-Accuracy against the plain float32 model (real SAFMN x2 weights, Set5 x2 LR inputs, output
-clamped to [0, 1]; ``benchmarks/bench_fast.py`` prints this table):
-
-================================  ===============  ====================
-path                              max abs diff     PSNR vs fp32 (dB)
-================================  ===============  ====================
-fast float32 native, eager        1.7e-6           132.7 min, 134.6 mean
-fast float32 native, compiled     2.0e-6           132.7 min, 134.6 mean
-fast float32, PyTorch formulation 1.4e-6           131.7 min, 133 mean
-fast bfloat16 (fp32 residual)     9.1e-3           54.6 min, 56.6 mean
-fast bfloat16, bf16 residual      1.0e-2           54.4 min, 56.3 mean
-plain model + bf16 autocast       9.1e-3           54.6 min, 56.6 mean
-================================  ===============  ====================
-
-Speed of the PyTorch formulation (measured before the native kernels existed;
-``benchmarks/bench_fast.py``, SAFMN x4 at 320x180, 2 Zen 4 cores, medians): against the
-official formulation in eager float32 (597 ms there), float32 is 2.2x faster eager and 2.5x
-compiled, bfloat16 2.9x eager and 4.0x compiled (4.3x with a bfloat16 residual stream); the
-off-the-shelf channels-last + autocast + compile of the official module reaches 3.7x. At
-1280x720, where the official eager code scales worse, compiled float32 is 3.6x and bfloat16 5.8x.
-The convolutions alone are 27 GFLOP at 320x180; at the best rates oneDNN reaches on one core here
-(95 GFLOP/s float32, 183 bfloat16; no AMX on this CPU) they take 143 and 74 ms on two cores:
-4.2x and 8.1x before a single LayerNorm, pooling, GELU or residual is paid for, which bounds
-any direct-convolution path.
-
-On an AVX2-only EPYC (2 threads, no native bfloat16; two runs of ``python
-benchmarks/bench_fast.py --fp32-only --runs 7 --warmup 2``, medians, the official eager row
-707 / 775 ms): float32 with the native kernels is 3.20x / 3.17x compiled and 3.11x / 2.84x
-eager at 320x180, 5.12x / 5.20x compiled at 1280x720 and 3.28x / 2.83x for a tiled 4K output
-through ``Upscaler``; the PyTorch formulation is 1.43x / 1.32x eager and 1.79x / 1.76x compiled,
-and the network's direct convolutions alone (oneDNN, nothing in between) only 2.11x / 2.19x,
-so on such a CPU no path made of direct convolutions reaches 3x: the native kernels get there
-with fewer multiplications. The machine is shared and noisy (the official row ranged 600-950
-ms within one run): three later 320x180-only runs (``--no-large --fp32-only --no-accuracy``)
-gave 3.62x / 2.82x / 2.92x compiled and 3.49x / 2.83x / 2.75x eager, so on this CPU the
-float32 path is about 3x, not reliably above it. bfloat16 is emulated there and ~5x slower
-than float32 for every implementation, ours and the plain model's autocast alike.
+Measured accuracy and speed, with the commands and machines: ``docs/performance.md``.
 """
 
 from __future__ import annotations
 
-import math
-import os
-import platform
 import time
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 from typing import Literal
 
 import torch
@@ -99,10 +59,6 @@ __all__ = [
     "CompileMode",
     "FastRunner",
     "FastSAFMN",
-    "available_cpus",
-    "configure_threads",
-    "cpu_name",
-    "cpu_supports_bf16",
     "fast_unsupported_reason",
 ]
 
@@ -115,7 +71,7 @@ CompileMode = Literal["auto", "on", "off"]
 AUTO_COMPILE_SECONDS = 30.0
 
 #: At most this many input shapes are compiled per runner; other shapes run eagerly. Tiling with
-#: a fixed tile size needs one shape per image size (see :func:`lightsr.inference.tiled_apply`).
+#: a fixed tile size needs one shape per image size (:func:`lightsr.inference.tiling.tiled_apply`).
 MAX_COMPILED_SHAPES = 4
 
 
@@ -126,7 +82,7 @@ def fast_unsupported_reason(model: nn.Module) -> str | None:
     scale): channel LayerNorms, a SAFM with adaptive max pooling, feature modulation and
     aggregation and GELU, and the 3x3-GELU-1x1 CCM. Ablation variants run on the plain model.
     """
-    from .archs.safmn import SAFM, SAFMN, ChannelLayerNorm
+    from lightsr.models.archs.safmn import SAFM, SAFMN, ChannelLayerNorm
 
     if not isinstance(model, SAFMN):
         return f"no fast path for {type(model).__name__}"
@@ -160,67 +116,6 @@ def fast_unsupported_reason(model: nn.Module) -> str | None:
         ):
             return f"{where}: only the paper's CCM (3x3 conv, GELU, 1x1 conv) is supported"
     return None
-
-
-def cpu_name() -> str:
-    """This machine's CPU model (``/proc/cpuinfo``'s model name; else :mod:`platform`'s guess)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:  # pragma: no cover - not Linux
-        pass
-    return platform.processor() or platform.machine()
-
-
-def cpu_supports_bf16() -> bool:
-    """True when this CPU computes bfloat16 natively (AVX512-BF16 or AMX) through oneDNN."""
-    if not torch.backends.mkldnn.is_available():
-        return False
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
-
-
-def available_cpus() -> int:
-    """CPUs this process may use: its affinity mask, capped by a cgroup CPU quota if any.
-
-    A container limited to 2 CPUs on a 64-core host sees 64 cores; torch would start one thread
-    per physical core and oversubscribe the quota (each parallel region then waits for threads
-    that are not scheduled: measured here, two threads sharing a core with another busy process
-    ran SAFMN 5x slower than one).
-    """
-    try:
-        n = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # pragma: no cover - not Linux
-        n = os.cpu_count() or 1
-    quota = None
-    try:  # cgroup v2: "max 100000" or "<quota> <period>"
-        q, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        quota = None if q == "max" else int(q) / int(period)
-    except (OSError, ValueError):
-        try:  # cgroup v1
-            q1 = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
-            p1 = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
-            quota = q1 / p1 if q1 > 0 and p1 > 0 else None
-        except (OSError, ValueError):
-            quota = None
-    if quota is not None:
-        n = min(n, max(1, math.ceil(quota)))
-    return n
-
-
-def configure_threads() -> int:
-    """Cap torch's intra-op threads at :func:`available_cpus`; returns the thread count.
-
-    An explicit ``OMP_NUM_THREADS`` is left alone, as is a ``torch.set_num_threads`` below the
-    cap. On a machine shared with other busy processes, fewer threads (``OMP_NUM_THREADS=1``)
-    can be much faster than one per core.
-    """
-    allowed = available_cpus()
-    if "OMP_NUM_THREADS" not in os.environ and torch.get_num_threads() > allowed:
-        torch.set_num_threads(allowed)
-    return torch.get_num_threads()
 
 
 # --------------------------------------------------------------------------------------------
@@ -326,7 +221,7 @@ class _FastBlock(nn.Module):
         self.register_parameter("c2_b", _frozen(conv2.bias, dtype))
         # The native kernels' weights (float32 only): in their layouts, derived, never saved.
         if native:
-            from .native import pack_ccm, pack_norm, pack_safm
+            from lightsr.native.ops import pack_ccm, pack_norm, pack_safm
 
             packed = (
                 *pack_ccm(conv1.weight, conv1.bias, conv2.weight, conv2.bias),
@@ -365,7 +260,7 @@ class _FastBlock(nn.Module):
     def forward_native(
         self, x: torch.Tensor, y: torch.Tensor, nxt: _FastBlock | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The block with lightsr's native kernel (float32 CPU, :mod:`lightsr.native`), from the
+        """The block with lightsr's native kernel (float32 CPU, :mod:`lightsr.native.ops`), from the
         residual stream ``x`` and ``y = LN1(x)``; returns ``(out, nxt's LN1(out))`` (the second
         empty when ``nxt`` is None).
 
@@ -375,7 +270,7 @@ class _FastBlock(nn.Module):
         GELU, modulation, residual, the second LayerNorm, the CCM (Winograd 3x3, GELU, 1x1,
         residual) and the next block's first LayerNorm.
         """
-        from .native import pool_levels, safmn_block
+        from lightsr.native.ops import pool_levels, safmn_block
 
         c = self.chunk
         levels = []
@@ -399,7 +294,7 @@ class FastSAFMN(nn.Module):
     """Inference-only SAFMN with the weights of ``model`` and the same outputs, computed faster.
 
     Input: (B, 3, H, W) float in [0, 1] with H and W multiples of :attr:`size_multiple` (the
-    caller pads; :class:`lightsr.inference.Upscaler` does). Output: (B, 3, H*s, W*s) in the
+    caller pads; :class:`lightsr.inference.upscaler.Upscaler` does). Output: (B, 3, H*s, W*s) in the
     residual dtype (float32 by default), not clamped.
 
     Args:
@@ -408,7 +303,7 @@ class FastSAFMN(nn.Module):
         residual_dtype: dtype of the residual stream, LayerNorm, GELU and modulation product;
             float32 (default) keeps low-precision outputs close to float32 ones.
         native: run the blocks and the tail through lightsr's native kernels
-            (:mod:`lightsr.native`) on float32 CPU inputs. None (default): when they are
+            (:mod:`lightsr.native.ops`) on float32 CPU inputs. None (default): when they are
             available on this machine and the model fits them (dim <= 512, levels of at most
             64 channels); False: always the PyTorch formulation (oneDNN's convolutions).
 
@@ -439,7 +334,7 @@ class FastSAFMN(nn.Module):
         self.register_parameter("feat_b", _frozen(model.to_feat.bias, dtype))
         self.native: bool = False
         if native is not False and dtype == torch.float32 and residual_dtype == torch.float32:
-            from .native import fits, unavailable_reason
+            from lightsr.native.ops import fits, unavailable_reason
 
             dim = model.to_feat.out_channels
             self.native = fits(dim, self.n_levels) and unavailable_reason() is None
@@ -449,7 +344,7 @@ class FastSAFMN(nn.Module):
         self.register_parameter("img_w", _frozen(to_img.weight, dtype))
         self.register_parameter("img_b", _frozen(to_img.bias, dtype))
         if self.native:
-            from .native import pack_conv3x3
+            from lightsr.native.ops import pack_conv3x3
 
             u, b = pack_conv3x3(to_img.weight, to_img.bias)
             self.register_buffer("nat_img_u", u, persistent=False)
@@ -462,7 +357,7 @@ class FastSAFMN(nn.Module):
             if x.shape[-2] % m or x.shape[-1] % m:
                 raise ValueError(
                     f"FastSAFMN: input sides must be multiples of {m}, got {tuple(x.shape)}; "
-                    "pad with lightsr.inference.pad_to_multiple"
+                    "pad with lightsr.inference.upscaler.pad_to_multiple"
                 )
         x = x.to(self.dtype).contiguous(memory_format=torch.channels_last)
         if self.native and _native_ok(x):
@@ -482,7 +377,7 @@ class FastSAFMN(nn.Module):
         first LayerNorm while its output is in cache; the tail's 3x3 convolution is native
         too (Winograd F(4x4, 3x3)), writing its pixel shuffle directly.
         """
-        from .native import conv3x3_f43
+        from lightsr.native.ops import conv3x3_f43
 
         feat = F.conv2d(x, self.feat_w, self.feat_b, padding=1)
         h = feat

@@ -6,7 +6,7 @@ Pipeline for one sample (SAFMN recipe, paper Sec. 4.1; BasicSR's ``PairedImageDa
    multiple of the scale (``modcrop``).
 2. A random ``patch x patch`` window of the LR image is chosen, and the aligned
    ``patch*s x patch*s`` HR window. The LR patch equals the same window of
-   ``imresize(HR, 1/s)`` (MATLAB's bicubic, :func:`lightsr.resize.imresize`) bit for bit: it is
+   ``imresize(HR, 1/s)`` (MATLAB's bicubic, ``imresize``) exactly: it is
    computed from the HR window plus a margin of :data:`LR_MARGIN` LR pixels (the kernel reaches
    2), so whole images are never resized. With paired LR folders the LR file is cropped instead.
 3. Random horizontal flip, vertical flip and transpose (the 8 flips/90-degree rotations).
@@ -39,9 +39,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .errors import ImageError, LightSRError
-from .io import IMAGE_EXTENSIONS, read_image
-from .resize import imresize, modcrop
+from lightsr.errors import ImageError, LightSRError
+from lightsr.evaluation.resize import imresize, modcrop
+from lightsr.inference.io import IMAGE_EXTENSIONS, read_image
 
 __all__ = [
     "LR_MARGIN",
@@ -108,7 +108,7 @@ def _probe(path: Path) -> tuple[int, int]:
     """
     from PIL import Image
 
-    from .io import _check_complete
+    from lightsr.inference.io import _check_complete
 
     if not path.is_file() or path.stat().st_size == 0:
         raise ImageError(f"{path}: file is missing or empty")

@@ -8,7 +8,7 @@ layer: the last conv outputs ``scale**2`` channels that a periodic shuffle (Pixe
 rearranges into the HR image.
 
 As in the paper the network sees the Y channel of YCbCr only; the module takes RGB in [0, 1]
-(BT.601 conversion as MATLAB, bicubic Cb/Cr) like :class:`~lightsr.archs.fsrcnn.FSRCNN`.
+(BT.601 conversion as MATLAB, bicubic Cb/Cr) like :class:`~lightsr.models.archs.fsrcnn.FSRCNN`.
 No public weights exist for it here: it is built and counted. Sub-module names
 (``first_part.0/2``, ``last_part.0``) follow the common PyTorch re-implementation.
 """

@@ -14,20 +14,20 @@ from typing import Any
 
 from torch import nn
 
-from .carn import CARNM
-from .edsr import EDSR
-from .espcn import ESPCN
-from .fsrcnn import FSRCNN
-from .imdn import IMDN
-from .light_safmnpp import LightSAFMNPP
-from .pan import PAN
-from .rfdn import RFDN
-from .rlfn import RLFN
-from .safmn import SAFMN
-from .safmn_ntire2023 import SAFMNNTIRE2023
-from .safmnpp import SAFMNPP
-from .swinir import SwinIR
-from .ups import UPS
+from lightsr.models.archs.carn import CARNM
+from lightsr.models.archs.edsr import EDSR
+from lightsr.models.archs.espcn import ESPCN
+from lightsr.models.archs.fsrcnn import FSRCNN
+from lightsr.models.archs.imdn import IMDN
+from lightsr.models.archs.light_safmnpp import LightSAFMNPP
+from lightsr.models.archs.pan import PAN
+from lightsr.models.archs.rfdn import RFDN
+from lightsr.models.archs.rlfn import RLFN
+from lightsr.models.archs.safmn import SAFMN
+from lightsr.models.archs.safmn_ntire2023 import SAFMNNTIRE2023
+from lightsr.models.archs.safmnpp import SAFMNPP
+from lightsr.models.archs.swinir import SwinIR
+from lightsr.models.archs.ups import UPS
 
 __all__ = [
     "ARCHS",

@@ -23,9 +23,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .archs import build_arch
-from .errors import CheckpointError
-from .io import new_file_mode
+from lightsr.errors import CheckpointError
+from lightsr.inference.io import new_file_mode
+from lightsr.models.registry import build_arch
 
 __all__ = [
     "Detected",
@@ -54,7 +54,7 @@ class Detected:
     """What a state dict's tensor shapes say about the network.
 
     Attributes:
-        arch: architecture name (a key of :data:`lightsr.archs.ARCHS`).
+        arch: architecture name (a key of :data:`lightsr.models.registry.ARCHS`).
         config: constructor arguments other than the scale.
         scale: upscaling factor.
         scales: every scale the same tensors run at, when there are several: a multi-scale

@@ -4,7 +4,7 @@ Paper: K. Zhou, X. Lin, Z. Liu, X. Han, J. Lu, "Unified Projection Sharing for L
 Single-Image Super-resolution and Beyond", NeurIPS 2024. The authors released no code; this
 module implements lightsr's specification (``docs/ups.md`` of the project's shared notes):
 
-- the SwinIR-light skeleton (:class:`lightsr.archs.swinir.SwinIRSkeleton`);
+- the SwinIR-light skeleton (:class:`lightsr.models.archs.swinir.SwinIRSkeleton`);
 - one learnable matrix ``W_u`` (C x d, d = 128) owned by the model — a single parameter — defines
   the unified projection space used by every attention layer to compute similarities; each layer
   keeps its own norms, MLP, output projection and relative position bias;

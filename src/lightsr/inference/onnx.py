@@ -2,7 +2,7 @@
 
 The official SAFMN export works at one fixed size because adaptive max pooling to a size taken
 from the input cannot be exported with dynamic height and width. lightsr exports
-:class:`~lightsr.fast.FastSAFMN` instead, which computes the same function with fixed-size
+:class:`~lightsr.native.fast.FastSAFMN` instead, which computes the same function with fixed-size
 operations: on inputs whose sides are multiples of 8, adaptive max pooling to
 ``(h // 2**i, w // 2**i)`` is ``MaxPool`` with kernel = stride = ``2**i`` and the nearest upsample
 is a ``Resize`` by the fixed factor ``2**i``. The graph is therefore exact at every size that is a
@@ -34,8 +34,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import LightSRError
-from .fast import FastSAFMN, fast_unsupported_reason
+from lightsr.errors import LightSRError
+from lightsr.native.fast import FastSAFMN, fast_unsupported_reason
 
 __all__ = [
     "DEFAULT_OPSET",
@@ -97,10 +97,12 @@ class ExportResult:
 
 
 def _load_for_export(model: Any) -> tuple[nn.Module, str, dict[str, Any], int]:
-    from .inference import Upscaler, load_model
+    from lightsr.inference.upscaler import Upscaler
+    from lightsr.models.resolve import resolve_model
 
     if isinstance(model, (str, os.PathLike)):
-        model = load_model(model, device="cpu", fast=False)
+        found = resolve_model(model)
+        return found.model, found.arch, found.config, found.scale
     if isinstance(model, Upscaler):
         return model.model, model.arch, model.config, model.scale
     if isinstance(model, nn.Module):
@@ -122,7 +124,7 @@ def export_onnx(
 
     Args:
         model: a checkpoint path, a model name with bundled weights, an
-            :class:`~lightsr.inference.Upscaler` or an ``nn.Module``.
+            :class:`~lightsr.inference.upscaler.Upscaler` or an ``nn.Module``.
         output: the ``.onnx`` file to write.
         opset: ONNX opset (>= 11; default :data:`DEFAULT_OPSET`).
         fp16: float16 weights and compute (for GPU runtimes); inputs and outputs stay float32,
@@ -213,7 +215,7 @@ def export_onnx(
 
 
 class _WindowMultiple(nn.Module):
-    """A window-attention network (:class:`~lightsr.archs.swinir.SwinIRSkeleton`) on inputs whose
+    """A window-attention network (SwinIR's skeleton) on inputs whose
     sides are multiples of its window: the traced graph has no padding, so its height and width
     stay dynamic (the shifted-window masks are computed in the graph from the input's size).
     A CPU float32 copy in eval mode; the caller's model stays where it is."""
@@ -257,7 +259,7 @@ class OnnxRuntimeModel(nn.Module):
     """An exported model run by onnxruntime, shaped like a PyTorch SR network.
 
     Called on a (B, 3, h, w) float32 tensor (h, w multiples of :attr:`size_multiple`), it
-    returns (B, 3, h * scale, w * scale) float32, so :class:`~lightsr.inference.Upscaler` uses it
+    returns (B, 3, h * scale, w * scale) float32, so ``Upscaler`` uses it
     with the same padding, tiling and image I/O as any model. A static-shape graph gets inputs
     padded up to its size, and larger inputs tiled into windows of exactly its size.
 
@@ -312,7 +314,7 @@ class OnnxRuntimeModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.static_hw is None:
             return self._run(x)
-        from .inference import pad_to_size, tiled_apply
+        from lightsr.inference.tiling import pad_to_size, tiled_apply
 
         hs, ws = self.static_hw
         h, w = x.shape[-2:]
@@ -346,7 +348,7 @@ def load_onnx(
     threads: int | None = None,
     providers: list[str] | None = None,
 ) -> Any:
-    """An :class:`~lightsr.inference.Upscaler` backed by an onnxruntime session.
+    """An :class:`~lightsr.inference.upscaler.Upscaler` backed by an onnxruntime session.
 
     Args:
         path: an ONNX file written by :func:`export_onnx` (others work when they map
@@ -354,7 +356,7 @@ def load_onnx(
         threads: intra-op threads (default: torch's).
         providers: onnxruntime execution providers (default: CPU).
     """
-    from .inference import Upscaler
+    from lightsr.inference.upscaler import Upscaler
 
     net = OnnxRuntimeModel(path, threads=threads, providers=providers)
     return Upscaler(

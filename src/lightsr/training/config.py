@@ -28,7 +28,8 @@ from typing import Any, Literal, Union
 
 import yaml
 
-from .errors import LightSRError
+from lightsr.errors import LightSRError
+from lightsr.runtime import shared_root
 
 __all__ = [
     "Config",
@@ -102,7 +103,7 @@ class DataConfig:
 @dataclass
 class ValConfig:
     """Validation during training: PSNR/SSIM on the Y channel with the papers' protocol
-    (:func:`lightsr.evaluate.evaluate`), on the EMA weights."""
+    (:func:`lightsr.evaluation.evaluate.evaluate`), on the EMA weights."""
 
     datasets: list[str] = field(default_factory=list)
     """Benchmark names (``Set5``, resolved under ``data_root``) or folders of HR images;
@@ -159,7 +160,7 @@ class ScheduleConfig:
 
 @dataclass
 class LossConfig:
-    """Loss weights: ``l1 * L1 + fft * FFT`` (:mod:`lightsr.losses`)."""
+    """Loss weights: ``l1 * L1 + fft * FFT`` (:mod:`lightsr.training.losses`)."""
 
     l1: float = 1.0
     """Weight of the pixel L1 loss."""
@@ -228,21 +229,6 @@ class Config:
 
 # --------------------------------------------------------------------------------------------
 # Paths
-
-
-def shared_root() -> Path:
-    """The ``shared/`` folder with the reference datasets.
-
-    ``$LIGHTSR_SHARED`` when set; else ``../shared`` relative to the current directory when it
-    exists; else ``shared/`` beside the lightsr checkout (an editable install's repository).
-    """
-    env = os.environ.get("LIGHTSR_SHARED")
-    if env:
-        return Path(env).expanduser()
-    cwd = Path.cwd().parent / "shared"
-    if cwd.is_dir():
-        return cwd
-    return Path(__file__).resolve().parents[3] / "shared"
 
 
 _VAR = re.compile(r"\$(\w+|\{[^}]*\})")

@@ -1,0 +1,1 @@
+"""Training: typed recipes (``config``), on-the-fly patch data, losses and the loop."""
