@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from lightsr.errors import LightSRError
+from lightsr.inference import DEFAULT_TILE_OVERLAP
 
 __all__ = [
     "DEFAULT_TILE_OVERLAP",
@@ -22,10 +23,6 @@ __all__ = [
     "tiled_apply",
 ]
 
-#: Context (LR pixels) given to each tile on every side. SAFMN's receptive field is wide (its
-#: 8x-pooled branch sees +-16 px per block), but the influence decays fast: 32 px keeps tiled
-#: output within 1/255 of the untiled one (see tests/test_inference.py).
-DEFAULT_TILE_OVERLAP = 32
 
 Emit = Callable[[int, torch.Tensor], None]
 

@@ -1,0 +1,89 @@
+"""`lightsr bench`: model cost the papers' way."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from lightsr.cli.common import EXIT_OK
+from lightsr.errors import LightSRError
+
+
+def bench(args: argparse.Namespace) -> int:
+    from lightsr.evaluation.bench import bench, parse_size, render_table, to_markdown
+
+    output_size = parse_size(args.output_size, "--output-size") if args.output_size else None
+    input_size = parse_size(args.input_size, "--input-size") if args.input_size else None
+    if args.scale is not None and args.scale < 1:
+        raise LightSRError(f"--scale must be >= 1, got {args.scale}")
+    if args.runs < 1:
+        raise LightSRError(f"--runs must be >= 1, got {args.runs}")
+    if args.warmup < 0:
+        raise LightSRError(f"--warmup must be >= 0, got {args.warmup}")
+    results = [
+        bench(
+            source,
+            scale=args.scale,
+            output_size=output_size,
+            input_size=input_size,
+            device=args.device,
+            precision=args.precision,
+            runs=args.runs,
+            warmup=args.warmup,
+            timing=not args.no_latency,
+        )
+        for source in args.models
+    ]
+    if args.json:
+        print(json.dumps([r.to_record() for r in results], indent=2))
+    elif args.markdown:
+        print(to_markdown(results))
+    else:
+        from rich.console import Console
+
+        # Piped output is not squeezed to 80 columns: the table stays readable in logs.
+        Console(width=None if sys.stdout.isatty() else 160).print(render_table(results))
+    return EXIT_OK
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="model cost the papers' way: params, FLOPs, activations, convs, latency, memory",
+        description="Count params, FLOPs (1 multiply-add = 1 FLOP, as fvcore and the papers), "
+        "activations (elements of conv outputs) and conv layers at a 1280x720 output, then time "
+        "the forward pass and measure its peak memory.",
+    )
+    p.add_argument(
+        "models",
+        nargs="+",
+        metavar="MODEL_OR_CHECKPOINT",
+        help="names from `lightsr models` (random weights) or checkpoint files",
+    )
+    p.add_argument("--scale", type=int, help="scale for names without one (e.g. safmn)")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument(
+        "--output-size",
+        metavar="WxH",
+        help="output size (default 1280x720, as the papers); input = ceil(W/s) x ceil(H/s)",
+    )
+    size.add_argument("--input-size", metavar="WxH", help="input size instead")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=("fp32", "bf16", "fp16"),
+        help="fp32 (default), bf16 (CPU/CUDA autocast), fp16 (CUDA only)",
+    )
+    p.add_argument("--runs", type=int, default=10, help="timed runs (10); the median is shown")
+    p.add_argument("--warmup", type=int, default=3, help="untimed runs before them (3)")
+    p.add_argument(
+        "--no-latency",
+        action="store_true",
+        help="only count (params, FLOPs, activations, convs): no timing, no memory",
+    )
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print JSON records")
+    fmt.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    p.set_defaults(func=bench)

@@ -1,0 +1,143 @@
+"""`lightsr eval`: PSNR/SSIM on benchmark sets, the papers' protocol."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from lightsr.cli.common import EXIT_OK, add_fast_flags
+from lightsr.errors import LightSRError
+from lightsr.inference import DEFAULT_TILE_OVERLAP
+
+
+def eval(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from lightsr.evaluation.evaluate import (
+        BICUBIC_MODELS,
+        evaluate,
+        format_results,
+        parse_degradations,
+    )
+
+    if args.weights and args.model:
+        raise LightSRError("give either --model or --weights, not both")
+    degradations = parse_degradations(args.degrade)
+    if not (args.weights or args.model):
+        raise LightSRError("--model NAME, --weights PATH or --model bicubic is required")
+    if args.model and args.model.lower() in BICUBIC_MODELS:
+        if args.scale is None:
+            raise LightSRError("--scale is required with --model bicubic")
+        if args.self_ensemble:
+            raise LightSRError("--self-ensemble has no meaning for bicubic")
+        model, name, scale = args.model.lower(), args.model.lower(), args.scale
+    else:
+        from lightsr.inference.upscaler import load_model
+
+        up = load_model(
+            args.weights or args.model,
+            scale=args.scale,
+            device=args.device,
+            precision=args.precision,
+            fast=args.fast,
+            compile=args.compile,
+        )
+        tile, overlap = args.tile, args.tile_overlap
+
+        def model(lr: np.ndarray) -> np.ndarray:
+            return up.upscale(lr, tile=tile, tile_overlap=overlap)
+
+        name, scale = up.name, up.scale
+    quiet = args.quiet or not sys.stderr.isatty()
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        disable=quiet,
+        transient=True,
+    ) as progress:
+        tasks: dict[str, int] = {}
+
+        def on_image(ds: str, done: int, total: int) -> None:
+            if ds not in tasks:
+                tasks[ds] = progress.add_task(f"{ds} x{scale}", total=total)
+            progress.update(tasks[ds], completed=done)
+
+        results = evaluate(
+            model,
+            name,
+            args.datasets,
+            scale,
+            data_root=Path(args.data_root) if args.data_root else None,
+            lr_dir=Path(args.lr_dir) if args.lr_dir else None,
+            ensemble=args.self_ensemble,
+            save_images=Path(args.save_images) if args.save_images else None,
+            on_image=on_image,
+            degradations=degradations,
+        )
+    if args.json:
+        print(json.dumps([r.record(per_image=args.per_image) for r in results], indent=2))
+    elif args.csv:
+        print(format_results(results, "csv"))
+    elif args.markdown:
+        print(format_results(results, "markdown"))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        extra = f", LR degraded: {','.join(args.degrade)}" if args.degrade else ""
+        table = Table(title=f"{name} x{scale} (PSNR/SSIM on Y, border {scale} cropped{extra})")
+        for col in ("dataset", "images", "PSNR", "SSIM", "time"):
+            table.add_column(col, justify="left" if col == "dataset" else "right")
+        for r in results:
+            table.add_row(
+                r.dataset, str(r.images), f"{r.psnr:.2f}", f"{r.ssim:.4f}", f"{r.seconds:.1f} s"
+            )
+        Console(width=None if sys.stdout.isatty() else 160).print(table)
+    return EXIT_OK
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="PSNR/SSIM on benchmark sets, as in the papers' tables")
+    g = p.add_argument_group("model")
+    g.add_argument("--model", help="named model, or bicubic / bicubic-rgb (the papers' baseline)")
+    g.add_argument("--weights", help="checkpoint file (.pth/.pt/.safetensors)")
+    g.add_argument("--scale", type=int, choices=(2, 3, 4), help="scale (detected from --weights)")
+    g.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
+    g.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
+    add_fast_flags(g)
+    p.add_argument(
+        "--datasets", nargs="+", default=["Set5", "Set14", "B100"], metavar="NAME_OR_DIR",
+        help="benchmark names (Set5 Set14 B100 Urban100 Manga109) or folders of HR images",
+    )  # fmt: skip
+    p.add_argument(
+        "--data-root",
+        help="folder holding the named benchmarks (default $LIGHTSR_DATA, else "
+        "$LIGHTSR_SHARED/datasets, else ../shared/datasets)",
+    )
+    p.add_argument("--lr-dir", help="paired LR images (<name>x<s>.png) instead of on-the-fly LR")
+    p.add_argument("--self-ensemble", action="store_true", help="average 8 flips/rotations (+)")
+    p.add_argument("--save-images", metavar="DIR", help="write SR images to DIR/<dataset>/")
+    p.add_argument("--tile", type=int, help="tile size in LR pixels (bounds memory)")
+    p.add_argument(
+        "--tile-overlap",
+        type=int,
+        default=DEFAULT_TILE_OVERLAP,
+        help=f"context around tiles ({DEFAULT_TILE_OVERLAP})",
+    )
+    p.add_argument("--per-image", action="store_true", help="with --json: per-image scores")
+    p.add_argument(
+        "--degrade", action="append", default=[], metavar="KIND:LEVEL",
+        help="degrade the LR first: jpeg:40, blur:1.0 (sigma), noise:10 (sigma/255); repeatable",
+    )  # fmt: skip
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print JSON records")
+    fmt.add_argument("--csv", action="store_true", help="print CSV")
+    fmt.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=eval)

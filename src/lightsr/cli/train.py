@@ -1,0 +1,82 @@
+"""`lightsr train` and `lightsr export-weights`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from lightsr.cli.common import EXIT_OK
+from lightsr.errors import LightSRError
+
+
+def train(args: argparse.Namespace) -> int:
+    from lightsr.training.config import dump_config, load_config
+
+    config = args.config
+    if config is None:
+        if args.resume is None:
+            raise LightSRError("give a CONFIG.yaml, or --resume RUN_DIR to continue a run")
+        config = Path(args.resume) / "config.yaml"
+        if not config.is_file():
+            raise LightSRError(f"{args.resume}: not a run directory (no config.yaml)")
+    cfg = load_config(config, args.set or [])
+    if args.dry_run:
+        from lightsr.runtime import shared_root
+
+        print(dump_config(cfg), end="")
+        print(f"# ${{LIGHTSR_SHARED}} = {shared_root().resolve()}")
+        return EXIT_OK
+    from lightsr.training.loop import train
+
+    train(cfg, resume=args.resume, quiet=args.quiet)
+    return EXIT_OK
+
+
+def _cmd_export_weights(args: argparse.Namespace) -> int:
+    from lightsr.training.loop import export_weights
+
+    path = export_weights(args.run, args.output, checkpoint=args.checkpoint, weights=args.weights)
+    print(f"wrote {path} ({args.weights} weights of {args.run}, {args.checkpoint} checkpoint)")
+    return EXIT_OK
+
+
+def export_weights(args: argparse.Namespace) -> int:
+    from lightsr.training.loop import export_weights
+
+    path = export_weights(args.run, args.output, checkpoint=args.checkpoint, weights=args.weights)
+    print(f"wrote {path} ({args.weights} weights of {args.run}, {args.checkpoint} checkpoint)")
+    return EXIT_OK
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a model from a YAML recipe (configs/); resume a run; DDP under torchrun",
+        description="Train from a YAML recipe (see configs/README.md). Under `torchrun "
+        "--nproc_per_node=N` it trains with DistributedDataParallel; data.batch_size is per "
+        "process.",
+    )
+    p.add_argument("config", nargs="?", metavar="CONFIG.yaml", help="the recipe")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a value, e.g. --set optim.lr=2e-4 --set data.hr_dirs=[a,b] (repeatable)",
+    )
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its last checkpoint")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.add_argument("-q", "--quiet", action="store_true", help="no console output")
+    p.set_defaults(func=train)
+    p = sub.add_parser(
+        "export-weights",
+        help="write a training run's EMA weights as .safetensors for upscale/eval --weights",
+    )
+    p.add_argument("run", metavar="RUN_DIR", help="run directory (or a checkpoint .pt file)")
+    p.add_argument("-o", "--output", required=True, help="the .safetensors file to write")
+    p.add_argument(
+        "--checkpoint", default="latest", choices=("latest", "best"), help="which (latest)"
+    )
+    p.add_argument(
+        "--weights", default="ema", choices=("ema", "model"), help="ema (default) or model"
+    )
+    p.set_defaults(func=export_weights)
