@@ -126,3 +126,69 @@ def test_outputs_get_the_usual_file_mode(tmp_path: Path) -> None:
         assert weights.stat().st_mode & 0o777 == 0o644
     finally:
         os.umask(old)
+
+
+# --- EXIF orientation and metadata carried to outputs -------------------------------------
+
+
+def _photo_with_metadata(path: Path, orientation: int, icc: bytes) -> np.ndarray:
+    """A small JPEG/PNG as a phone writes it: stored pixels + EXIF orientation + ICC profile."""
+    from PIL import Image
+
+    rng = np.random.default_rng(orientation)
+    stored = rng.integers(0, 256, (6, 10, 3), dtype=np.uint8)
+    im = Image.fromarray(stored)
+    exif = im.getexif()
+    exif[0x0112] = orientation
+    exif[0x010F] = "lightsr-test-camera"  # Make: something else that must survive
+    im.save(path, exif=exif.tobytes(), icc_profile=icc, quality=100)
+    return stored
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_read_applies_exif_orientation_like_pillow(tmp_path: Path, orientation: int) -> None:
+    from PIL import Image, ImageOps
+
+    path = tmp_path / "phone.png"
+    _photo_with_metadata(path, orientation, b"")
+    with Image.open(path) as im:
+        want = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    got = read_image(path)
+    assert got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg"])
+def test_icc_and_exif_are_carried_with_orientation_normalised(tmp_path: Path, ext: str) -> None:
+    from PIL import Image
+
+    from lightsr.inference.io import read_metadata
+
+    icc = bytes(range(256)) * 300  # 76.8 KB: more than one JPEG APP2 segment
+    src = tmp_path / f"phone{ext}"
+    _photo_with_metadata(src, 6, icc)
+    meta = read_metadata(src)
+    assert meta.icc_profile == icc
+    img = read_image(src)
+    assert img.shape[:2] == (10, 6)  # upright
+    dst = write_image(tmp_path / f"out{ext}", img, metadata=meta)
+    with Image.open(dst) as out:
+        out.load()  # the file stays decodable with the inserted chunks/segments
+        assert out.info.get("icc_profile") == icc
+        exif = out.getexif()
+        assert exif.get(0x0112) == 1
+        assert exif.get(0x010F) == "lightsr-test-camera"
+        assert out.size == (6, 10)
+    back = read_image(dst)  # orientation 1 now: no second rotation
+    assert back.shape == img.shape
+    if ext == ".png":
+        np.testing.assert_array_equal(back, img)
+
+
+def test_files_without_metadata_give_empty_metadata(tmp_path: Path) -> None:
+    from lightsr.inference.io import read_metadata
+
+    path = write_image(tmp_path / "plain.png", np.zeros((4, 4, 3), np.uint8))
+    meta = read_metadata(path)
+    assert meta.icc_profile is None and meta.exif is None
+    assert read_metadata(tmp_path / "missing.png").icc_profile is None

@@ -5,12 +5,22 @@ Arrays are numpy, HxW (grayscale) or HxWxC with C = 3 (RGB) or 4 (RGBA), channel
 TIFF/EXR files, values as stored). Palette images are expanded to RGB, or RGBA when they carry
 transparency. Decoding uses OpenCV; a header-only probe with Pillow enforces a pixel-count limit
 before any pixels are decoded (decompression bombs).
+
+Metadata policy: :func:`read_image` applies the EXIF orientation (a portrait phone photo stored
+sideways is returned upright). :func:`read_metadata` returns the file's ICC colour profile and
+its EXIF block with the orientation reset to 1 (the pixels are upright now); ``write_image(...,
+metadata=...)`` embeds both in PNG (``iCCP``, ``eXIf``) and JPEG (APP2 ``ICC_PROFILE``, APP1
+``Exif``) outputs. WebP, TIFF and BMP outputs carry no metadata. Other metadata (XMP, text
+chunks, GPS outside EXIF) is not carried over.
 """
 
 from __future__ import annotations
 
 import os
+import struct
 import tempfile
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +30,9 @@ from lightsr.errors import ImageError
 __all__ = [
     "IMAGE_EXTENSIONS",
     "MAX_PIXELS",
+    "ImageMetadata",
     "read_image",
+    "read_metadata",
     "write_image",
 ]
 
@@ -108,7 +120,101 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -
             img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
         else:
             raise ImageError(f"{path}: {img.shape[2]} channels; expected 1, 3 or 4")
-    return np.ascontiguousarray(img)
+    return np.ascontiguousarray(_apply_orientation(img, _orientation(path)))
+
+
+_EXIF_ORIENTATION = 0x0112
+
+
+def _orientation(path: Path) -> int:
+    """The EXIF orientation tag (1-8) of a file; 1 when absent or unreadable."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            value = int(im.getexif().get(_EXIF_ORIENTATION, 1))
+    except Exception:  # no EXIF, or a format Pillow does not read: stored as displayed
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def _apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn stored pixels into displayed pixels for an EXIF orientation (1-8)."""
+    if orientation in (5, 6, 7, 8):  # the stored image is transposed relative to the display
+        img = img.swapaxes(0, 1)
+    flip_rows = orientation in (3, 4, 7, 8)  # after the transpose, as Pillow's exif_transpose
+    flip_cols = orientation in (2, 3, 6, 7)
+    if flip_rows:
+        img = img[::-1]
+    if flip_cols:
+        img = img[:, ::-1]
+    return img
+
+
+@dataclass(frozen=True)
+class ImageMetadata:
+    """What an output carries over from its input (see the module's metadata policy).
+
+    Attributes:
+        icc_profile: the ICC colour profile's bytes, or None.
+        exif: the EXIF block (TIFF-structured bytes, without the ``Exif\\0\\0`` prefix) with the
+            orientation reset to 1, or None.
+    """
+
+    icc_profile: bytes | None = None
+    exif: bytes | None = None
+
+
+def read_metadata(path: str | os.PathLike[str]) -> ImageMetadata:
+    """The ICC profile and EXIF block of an image file (header only; never raises)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            icc = im.info.get("icc_profile") or None
+            exif = im.getexif()
+            raw = None
+            if len(exif):
+                if _EXIF_ORIENTATION in exif:
+                    exif[_EXIF_ORIENTATION] = 1
+                raw = exif.tobytes()
+                raw = raw[6:] if raw.startswith(b"Exif\0\0") else raw
+    except Exception:
+        return ImageMetadata()
+    return ImageMetadata(icc_profile=icc, exif=raw)
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _embed_png(buf: bytes, meta: ImageMetadata) -> bytes:
+    """Insert ``iCCP`` and ``eXIf`` chunks after IHDR (8-byte signature + 25-byte IHDR)."""
+    extra = b""
+    if meta.icc_profile:
+        extra += _png_chunk(b"iCCP", b"icc\0\0" + zlib.compress(meta.icc_profile))
+    if meta.exif:
+        extra += _png_chunk(b"eXIf", meta.exif)
+    return buf[:33] + extra + buf[33:]
+
+
+def _embed_jpeg(buf: bytes, meta: ImageMetadata) -> bytes:
+    """Insert APP1 ``Exif`` and APP2 ``ICC_PROFILE`` segments after SOI and any APP0 (JFIF)."""
+    pos = 2
+    if buf[2:4] == b"\xff\xe0":
+        pos = 4 + struct.unpack(">H", buf[4:6])[0]
+    segments = b""
+    if meta.exif and len(meta.exif) + 8 <= 0xFFFF:
+        body = b"Exif\0\0" + meta.exif
+        segments += b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body
+    if meta.icc_profile:
+        size = 0xFFFF - 2 - 14  # per segment: length field and "ICC_PROFILE\0" + seq + count
+        parts = [meta.icc_profile[i : i + size] for i in range(0, len(meta.icc_profile), size)]
+        if len(parts) <= 255:
+            for i, part in enumerate(parts, 1):
+                body = b"ICC_PROFILE\0" + bytes([i, len(parts)]) + part
+                segments += b"\xff\xe2" + struct.pack(">H", len(body) + 2) + body
+    return buf[:pos] + segments + buf[pos:]
 
 
 def _check_complete(path: Path) -> None:
@@ -141,6 +247,7 @@ def write_image(
     img: np.ndarray,
     *,
     quality: int = 95,
+    metadata: ImageMetadata | None = None,
 ) -> Path:
     """Write an array atomically (temporary file in the same folder, then rename).
 
@@ -152,6 +259,7 @@ def write_image(
         path: destination; its parent folder is created.
         img: HxW, HxWx3 (RGB) or HxWx4 (RGBA) array.
         quality: JPEG/WebP quality (1-100).
+        metadata: ICC profile and EXIF to embed (PNG and JPEG; see :func:`read_metadata`).
 
     Raises:
         ImageError: unsupported extension or encoder failure.
@@ -182,11 +290,16 @@ def write_image(
     ok, buf = cv2.imencode(ext, img, params)
     if not ok:
         raise ImageError(f"{path}: the {ext} encoder failed for a {img.shape} {img.dtype} image")
+    data = buf.tobytes()
+    if metadata is not None and ext == ".png":
+        data = _embed_png(data, metadata)
+    elif metadata is not None and ext in (".jpg", ".jpeg"):
+        data = _embed_jpeg(data, metadata)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f"{ext}.part", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(buf.tobytes())
+            f.write(data)
         os.chmod(tmp, new_file_mode())  # mkstemp makes 0600; a plain open() would not
         os.replace(tmp, path)
     except BaseException:

@@ -1,0 +1,79 @@
+"""The package layout's promises: old import paths still work, and importing is cheap."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+import lightsr
+
+MOVED = {
+    "lightsr.archs": "lightsr.models.registry",
+    "lightsr.checkpoint": "lightsr.models.checkpoint",
+    "lightsr.io": "lightsr.inference.io",
+    "lightsr.export": "lightsr.inference.onnx",
+    "lightsr.fast": "lightsr.native.fast",
+    "lightsr.config": "lightsr.training.config",
+    "lightsr.data": "lightsr.training.data",
+    "lightsr.losses": "lightsr.training.losses",
+    "lightsr.train": "lightsr.training.loop",
+    "lightsr.evaluate": "lightsr.evaluation.evaluate",
+    "lightsr.metrics": "lightsr.evaluation.metrics",
+    "lightsr.resize": "lightsr.evaluation.resize",
+    "lightsr.bench": "lightsr.evaluation.bench",
+}
+
+
+@pytest.mark.parametrize("old", sorted(MOVED))
+def test_old_import_paths_are_the_new_modules(old: str) -> None:
+    assert importlib.import_module(old) is importlib.import_module(MOVED[old])
+
+
+def test_public_api_names() -> None:
+    from lightsr.evaluation import metrics, resize
+
+    assert lightsr.resize is resize and lightsr.metrics is metrics
+    for name in lightsr.__all__:
+        assert getattr(lightsr, name) is not None, name
+    from lightsr.resize import imresize  # the old spelling of a public import
+
+    assert imresize is resize.imresize
+
+
+def test_importing_lightsr_and_its_cli_does_not_import_torch() -> None:
+    code = (
+        "import sys, lightsr, lightsr.cli, lightsr.inference, lightsr.models;"
+        "from lightsr.cli import build_parser; build_parser();"
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_no_function_in_src_is_longer_than_120_lines() -> None:
+    import ast
+    from pathlib import Path
+
+    src = Path(lightsr.__file__).resolve().parent
+    long = []
+    for path in sorted(src.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > 120:
+                    long.append(f"{path.relative_to(src)}:{node.lineno} {node.name} ({n} lines)")
+    assert not long, "split these functions: " + ", ".join(long)
+
+
+def test_pyproject_license_is_an_spdx_string() -> None:
+    """A TOML-table license is deprecated by setuptools (builds stop being supported in 2027)."""
+    import tomllib
+    from pathlib import Path
+
+    meta = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert meta["project"]["license"] == "Apache-2.0"
+    assert any(r.startswith("setuptools>=77") for r in meta["build-system"]["requires"])
+    assert any(d.startswith("scipy") for d in meta["project"]["optional-dependencies"]["dev"])
