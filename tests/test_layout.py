@@ -70,10 +70,10 @@ def test_no_function_in_src_is_longer_than_120_lines() -> None:
 
 def test_pyproject_license_is_an_spdx_string() -> None:
     """A TOML-table license is deprecated by setuptools (builds stop being supported in 2027)."""
-    import tomllib
+    import re
     from pathlib import Path
 
-    meta = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
-    assert meta["project"]["license"] == "Apache-2.0"
-    assert any(r.startswith("setuptools>=77") for r in meta["build-system"]["requires"])
-    assert any(d.startswith("scipy") for d in meta["project"]["optional-dependencies"]["dev"])
+    text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert re.search(r'^license = "Apache-2.0"$', text, re.M)
+    assert re.search(r'^requires = \["setuptools>=77', text, re.M)
+    assert re.search(r'^    "scipy>=', text, re.M)
