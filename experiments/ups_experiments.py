@@ -29,7 +29,7 @@ from typing import Any
 from lightsr.evaluation.bench import count_complexity, input_size_for_output
 from lightsr.evaluation.evaluate import evaluate, parse_degradations, resolve_dataset
 from lightsr.inference.upscaler import load_model
-from lightsr.training.config import load_config
+from lightsr.training.config import load_config, override_keys
 from lightsr.training.loop import export_weights, find_checkpoint, load_training_state, train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,7 +52,7 @@ def _train(name: str, recipe: Path, overrides: list[str], out: Path) -> tuple[Pa
         if not done:
             if state is None:
                 raise SystemExit(f"error: {run} exists without a checkpoint; delete it to rerun")
-            train(cfg, resume=run)
+            train(cfg, resume=run, accept=override_keys(sets))  # the command line's choices
     else:
         train(cfg)
     weights = export_weights(run, out / f"{name}.safetensors")

@@ -1,5 +1,6 @@
-"""Training: config errors, data pipeline, schedule, losses, the loop end to end, exact resume,
-2-process DDP equivalence, non-finite stop and atomic checkpoints.
+"""Training: config errors and resolution, data pipeline, schedule, losses, the loop end to end,
+exact resume, the resume check against the checkpoint's config, 2-process DDP equivalence,
+non-finite stop and atomic checkpoints.
 
 Everything runs on the CPU with a tiny SAFMN (dim 8, 1 block) on synthetic images made in
 tmp_path, one intra-op thread (tiny ops are slower with more threads on a busy machine).
@@ -20,10 +21,19 @@ import torch
 from lightsr.cli import main
 from lightsr.evaluation.resize import imresize, modcrop
 from lightsr.inference.io import read_image, write_image
-from lightsr.training.config import ConfigError, ScheduleConfig, load_config
+from lightsr.training.config import (
+    ConfigError,
+    ScheduleConfig,
+    config_diff,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+)
 from lightsr.training.data import DataError, PatchDataset, StreamSampler, lr_patch, scan_images
 from lightsr.training.loop import (
+    ResumeMismatchError,
     TrainingError,
+    check_resume,
     ema_decay_at,
     export_weights,
     find_checkpoint,
@@ -127,6 +137,45 @@ def test_dry_run_prints_resolved_config(tmp_path: Path, capsys: pytest.CaptureFi
         assert cfg.model.scale == int(name[-1])
         assert cfg.loss.fft == 0.05 and cfg.train.ema_decay == 0.999
         assert cfg.data.batch_size == (48 if name.startswith("l_") else 64)
+
+
+def test_load_config_resolves_paths_once(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LIGHTSR_SHARED", str(data))
+    monkeypatch.setenv("TINY_DATA", str(data))
+    monkeypatch.delenv("LIGHTSR_DATA", raising=False)
+    recipe = tmp_path / "vars.yaml"
+    recipe.write_text(
+        f"""
+name: vars
+output_dir: {tmp_path / "runs"}
+model: {{name: safmn, scale: 2, args: {{dim: 8, n_blocks: 1}}}}
+data: {{hr_dirs: ['${{LIGHTSR_SHARED}}/train'], patch_size: 8, batch_size: 4, workers: 0}}
+val: {{datasets: ['$TINY_DATA/val', Set5], every: 2, images: 1}}
+train: {{iters: 2, log_every: 2, checkpoint_every: 2, threads: 1, tensorboard: false}}
+""",
+        encoding="utf-8",
+    )
+    cfg = load_config(recipe)
+    assert cfg.data.hr_dirs == [str(data.resolve() / "train")]
+    assert Path(cfg.data.hr_dirs[0]).is_absolute()
+    assert cfg.val.datasets == [f"{data}/val", "Set5"]  # a benchmark name stays a name
+    assert cfg.val.data_root == str(data.resolve() / "datasets")  # default filled, absolute
+    assert config_diff(config_from_dict(config_to_dict(cfg)), cfg) == {}  # idempotent
+    # nothing after loading expands a path: the loop runs with expand_path made to fail
+    import lightsr.training.config as config_mod
+    import lightsr.training.loop as loop_mod
+
+    def no_more(value: str, key: str) -> str:
+        raise AssertionError(f"expand_path({value!r}, {key!r}) called after loading")
+
+    monkeypatch.setattr(config_mod, "expand_path", no_more)
+    assert not hasattr(loop_mod, "expand_path")
+    cfg.val.datasets = cfg.val.datasets[:1]
+    result = train(cfg, quiet=True)
+    assert result.iteration == 2 and set(result.last_val) == {"val"}
+    assert "${" not in (result.run_dir / "config.yaml").read_text(encoding="utf-8")
 
 
 # --------------------------------------------------------------------------------------------
@@ -262,6 +311,64 @@ def test_resume_is_bit_exact(data: Path, tmp_path: Path, monkeypatch: pytest.Mon
     b = load_training_state(find_checkpoint(resumed.run_dir))
     assert_states_equal(a, b)
     assert a["best"] == b["best"] and resumed.last_val == full.last_val
+
+
+def test_resume_checks_the_recipe_against_the_checkpoint(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.setenv("LIGHTSR_SHARED", str(data))
+    tiny_config(data, tmp_path)
+    recipe = tmp_path / "tiny.yaml"
+    text = recipe.read_text(encoding="utf-8").replace("iters: 6", "iters: 3")
+    # written through ${LIGHTSR_SHARED}: stored resolved, compared resolved
+    recipe.write_text(text.replace(str(data / "train"), "'${LIGHTSR_SHARED}/train'"), "utf-8")
+    assert main(["train", str(recipe), "-q"]) == 0
+    run = tmp_path / "runs" / "tiny"
+    capsys.readouterr()
+    ckpts = sorted(p.name for p in (run / "checkpoints").iterdir())
+    stored_yaml = (run / "config.yaml").read_text(encoding="utf-8")
+    # the same values, the path written out: no difference; only the named key changes
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(text + "optim: {lr: 2e-3}\n", encoding="utf-8")
+    assert main(["train", str(changed), "--resume", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"error: {run}: the recipe differs from the config stored in iter_00000003.pt: "
+        "optim.lr: 0.001 -> 0.002; pass --set key=value for each to accept the change "
+        "(--set optim.lr=0.002)\n"
+    )
+    # refused before anything is written
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ckpts
+    assert (run / "config.yaml").read_text(encoding="utf-8") == stored_yaml
+    # --set must name every differing key (naming unchanged keys is fine)
+    args = ["train", str(changed), "--resume", str(run), "--set", "train.iters=4"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "optim.lr: 0.001 -> 0.002; train.iters: 3 -> 4;" in err
+    assert "(--set optim.lr=0.002 --set train.iters=4)" in err
+    assert main([*args, "--set", "optim.lr=2e-3", "--set", "seed=10"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "changed on resume (named by --set): optim.lr: 0.001 -> 0.002; train.iters: 3 -> 4" in out
+    )
+    state = load_training_state(find_checkpoint(run))
+    assert state["iteration"] == 4 and state["config"]["optim"]["lr"] == 0.002
+    assert state["scheduler"]["lr"] == pytest.approx(lr_at(4, 2e-3, ScheduleConfig(), 4))
+    # the run's own config.yaml now holds the accepted values: a plain resume needs no --set
+    assert main(["train", "--resume", str(run), "-q", "--set", "train.iters=5"]) == 0
+    assert load_training_state(find_checkpoint(run))["iteration"] == 5
+    # a stored config from before resolution (unexpanded paths) compares by resolved value
+    old = load_training_state(find_checkpoint(run))
+    old["config"]["data"]["hr_dirs"] = ["${LIGHTSR_SHARED}/train"]
+    old["config"]["val"]["data_root"] = None
+    cfg = load_config(run / "config.yaml")
+    assert check_resume(old, cfg, (), run / "checkpoints" / "x.pt") == {}
+    cfg.schedule.min_lr = 0.0
+    with pytest.raises(ResumeMismatchError, match=r"schedule\.min_lr: 1\.0e-05 -> 0\.0;"):
+        check_resume(old, cfg, ("optim",), run / "checkpoints" / "x.pt")
+    assert check_resume(old, cfg, ("schedule",), run / "checkpoints" / "x.pt") == {
+        "schedule.min_lr": (1e-5, 0.0)
+    }
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(

@@ -10,7 +10,10 @@ from lightsr.errors import LightSRError
 
 
 def train(args: argparse.Namespace) -> int:
-    from lightsr.training.config import dump_config, load_config
+    """Load and resolve the recipe (CONFIG.yaml, or on ``--resume`` without one the run's
+    ``config.yaml``) plus ``--set``; on resume, the keys named by ``--set`` are the changes to
+    the checkpoint's stored config that the loop accepts (any other difference is refused)."""
+    from lightsr.training.config import dump_config, load_config, override_keys
 
     config = args.config
     if config is None:
@@ -19,7 +22,8 @@ def train(args: argparse.Namespace) -> int:
         config = Path(args.resume) / "config.yaml"
         if not config.is_file():
             raise LightSRError(f"{args.resume}: not a run directory (no config.yaml)")
-    cfg = load_config(config, args.set or [])
+    overrides = args.set or []
+    cfg = load_config(config, overrides)
     if args.dry_run:
         from lightsr.runtime import shared_root
 
@@ -28,15 +32,7 @@ def train(args: argparse.Namespace) -> int:
         return EXIT_OK
     from lightsr.training.loop import train
 
-    train(cfg, resume=args.resume, quiet=args.quiet)
-    return EXIT_OK
-
-
-def _cmd_export_weights(args: argparse.Namespace) -> int:
-    from lightsr.training.loop import export_weights
-
-    path = export_weights(args.run, args.output, checkpoint=args.checkpoint, weights=args.weights)
-    print(f"wrote {path} ({args.weights} weights of {args.run}, {args.checkpoint} checkpoint)")
+    train(cfg, resume=args.resume, quiet=args.quiet, accept=override_keys(overrides))
     return EXIT_OK
 
 
@@ -63,7 +59,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="override a value, e.g. --set optim.lr=2e-4 --set data.hr_dirs=[a,b] (repeatable)",
     )
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its last checkpoint")
+    p.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue this run from its last checkpoint (with CONFIG.yaml, or the run's "
+        "config.yaml); a value that differs from the checkpoint's config is refused unless "
+        "--set names its key",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     p.add_argument("-q", "--quiet", action="store_true", help="no console output")
     p.set_defaults(func=train)

@@ -6,10 +6,15 @@ the official SAFMN x4 recipe (Sun et al., ICCV 2023, Sec. 4.1, and the official
 or a value of the wrong type is a :class:`ConfigError` whose one-line message names the key
 (``optim.lr: expected a number, found 'fast'``).
 
-Paths: ``${LIGHTSR_SHARED}`` (or ``$LIGHTSR_SHARED``) in a path is replaced by
-:func:`shared_root` (the ``shared/`` folder with the reference datasets); other ``$VARS`` and
-``~`` are expanded from the environment, and an unset variable is an error. Relative paths are
-relative to the current directory (as in BasicSR), not to the YAML file.
+Resolution happens once, here: :func:`load_config` (and :func:`config_from_dict`) return a
+:class:`Config` whose path fields (:data:`PATH_KEYS`) are already expanded, so training reads
+plain values. ``${LIGHTSR_SHARED}`` (or ``$LIGHTSR_SHARED``) in a path is replaced by the
+absolute :func:`shared_root` (the ``shared/`` folder with the reference datasets); other
+``$VARS`` and ``~`` are expanded from the environment, and an unset variable is an error.
+Relative paths stay relative to the current directory (as in BasicSR), not to the YAML file.
+``val.data_root``, when not given, is filled with the default lookup folder
+(:func:`lightsr.runtime.data_root`, made absolute). Resolving a resolved config changes nothing,
+so a run's stored config (``RUN_DIR/config.yaml``, checkpoints) reads back to the same values.
 
 YAML 1.1 reads ``1e-3`` (no dot) as a string; number fields accept such strings.
 """
@@ -29,9 +34,11 @@ from typing import Any, Literal, Union
 import yaml
 
 from lightsr.errors import LightSRError
-from lightsr.runtime import shared_root
+from lightsr.runtime import data_root, shared_root
 
 __all__ = [
+    "PATH_KEYS",
+    "UNSET",
     "Config",
     "ConfigError",
     "DataConfig",
@@ -41,11 +48,14 @@ __all__ = [
     "ScheduleConfig",
     "TrainConfig",
     "ValConfig",
+    "config_diff",
     "config_from_dict",
     "config_to_dict",
     "dump_config",
     "expand_path",
+    "format_value",
     "load_config",
+    "override_keys",
     "shared_root",
 ]
 
@@ -110,7 +120,7 @@ class ValConfig:
     empty: no validation. The first one decides the best checkpoint."""
     data_root: str | None = None
     """Where benchmark names are looked up (default: ``$LIGHTSR_DATA``, else
-    ``${LIGHTSR_SHARED}/datasets``)."""
+    ``${LIGHTSR_SHARED}/datasets``, filled in as an absolute path when the config is loaded)."""
     lr_dir: str | None = None
     """Paired LR images instead of the on-the-fly MATLAB bicubic."""
     every: int = 5000
@@ -234,8 +244,22 @@ class Config:
 _VAR = re.compile(r"\$(\w+|\{[^}]*\})")
 
 
+#: The path fields that loading expands (``val.datasets`` entries may also be benchmark names,
+#: which expansion leaves as they are).
+PATH_KEYS = (
+    "output_dir",
+    "model.init",
+    "data.hr_dirs",
+    "data.lr_dirs",
+    "val.datasets",
+    "val.data_root",
+    "val.lr_dir",
+)
+
+
 def expand_path(value: str, key: str) -> str:
-    """Expand ``${LIGHTSR_SHARED}``, other environment variables and ``~`` in a config path.
+    """Expand ``${LIGHTSR_SHARED}`` (absolute), other environment variables and ``~`` in a
+    config path. Loading calls it for every field of :data:`PATH_KEYS`; nothing else needs to.
 
     Raises:
         ConfigError: a variable that is not set (the message names ``key``).
@@ -244,12 +268,30 @@ def expand_path(value: str, key: str) -> str:
     def sub(m: re.Match[str]) -> str:
         name = m.group(1).strip("{}")
         if name == "LIGHTSR_SHARED":
-            return str(shared_root())
+            return str(shared_root().resolve())
         if name not in os.environ:
             raise ConfigError(f"{key}: environment variable ${name} in {value!r} is not set")
         return os.environ[name]
 
     return os.path.expanduser(_VAR.sub(sub, value))
+
+
+def _resolve(cfg: Config) -> Config:
+    """Expand every path field once and fill ``val.data_root``; idempotent."""
+    m, d, v = cfg.model, cfg.data, cfg.val
+    cfg.output_dir = expand_path(cfg.output_dir, "output_dir")
+    if m.init:
+        m.init = expand_path(m.init, "model.init")
+    d.hr_dirs = [expand_path(p, f"data.hr_dirs[{i}]") for i, p in enumerate(d.hr_dirs)]
+    d.lr_dirs = [expand_path(p, f"data.lr_dirs[{i}]") for i, p in enumerate(d.lr_dirs)]
+    v.datasets = [expand_path(p, f"val.datasets[{i}]") for i, p in enumerate(v.datasets)]
+    if v.data_root:
+        v.data_root = expand_path(v.data_root, "val.data_root")
+    else:
+        v.data_root = str(data_root().absolute())
+    if v.lr_dir:
+        v.lr_dir = expand_path(v.lr_dir, "val.lr_dir")
+    return cfg
 
 
 # --------------------------------------------------------------------------------------------
@@ -357,16 +399,18 @@ def _from_dict(cls: type, raw: dict[str, Any], prefix: str = "") -> Any:
 
 
 def config_from_dict(raw: dict[str, Any]) -> Config:
-    """Build and check a :class:`Config` from nested plain values (e.g. parsed YAML).
+    """Build, check and resolve a :class:`Config` from nested plain values (parsed YAML, or a
+    checkpoint's stored config): paths expanded, defaults filled (see the module docstring).
 
     Raises:
-        ConfigError: unknown key, wrong type, or values that do not fit together.
+        ConfigError: unknown key, wrong type, values that do not fit together, or a path with
+            an unset environment variable.
     """
     if not isinstance(raw, dict):
         raise ConfigError(f"config: expected a mapping at the top level, found {raw!r}")
     cfg = _from_dict(Config, raw)
     _check(cfg)
-    return cfg
+    return _resolve(cfg)
 
 
 def config_to_dict(cfg: Config) -> dict[str, Any]:
@@ -385,6 +429,55 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
 def dump_config(cfg: Config) -> str:
     """The configuration as YAML (all fields, in declaration order)."""
     return yaml.safe_dump(config_to_dict(cfg), sort_keys=False, default_flow_style=None)
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+#: What :func:`config_diff` reports for a ``model.args`` key given on one side only.
+UNSET: Any = _Unset()
+
+
+def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(value, dict):  # an empty model.args contributes no key
+        for k, v in value.items():
+            _flatten(v, f"{prefix}.{k}" if prefix else str(k), out)
+    else:
+        out[prefix] = value
+    return out
+
+
+def config_diff(old: Config, new: Config) -> dict[str, tuple[Any, Any]]:
+    """``{dotted key: (old value, new value)}`` for every value that differs, in field order.
+
+    Keys are leaves: ``optim.lr``, ``data.hr_dirs`` (a list is one value), ``model.args.dim``
+    (inside the free-form ``model.args``, where a key given on one side only has the value
+    :data:`UNSET` on the other, shown as ``(unset)`` by :func:`format_value`). Compare
+    resolved configs (as :func:`load_config` returns them): a path written as
+    ``${LIGHTSR_SHARED}/x`` on one side and as the folder it stands for on the other is then
+    the same value.
+    """
+    a = _flatten(config_to_dict(old), "", {})
+    b = _flatten(config_to_dict(new), "", {})
+    keys = list(a) + [k for k in b if k not in a]
+    return {
+        k: (a.get(k, UNSET), b.get(k, UNSET)) for k in keys if a.get(k, UNSET) != b.get(k, UNSET)
+    }
+
+
+def format_value(value: Any) -> str:
+    """A config value as one line of YAML, as ``--set`` reads it (``0.001``, ``[a, b]``)."""
+    if value is UNSET:
+        return "(unset)"
+    text = yaml.safe_dump(value, default_flow_style=True, width=10**9).strip()
+    return text.removesuffix("...").strip()
+
+
+def override_keys(overrides: list[str] | tuple[str, ...]) -> list[str]:
+    """The dotted keys that ``key.sub=value`` overrides name (``optim.lr``), in order."""
+    return [item.split("=", 1)[0].strip() for item in overrides]
 
 
 def _apply_override(raw: dict[str, Any], item: str) -> None:
@@ -413,8 +506,9 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
 def load_config(
     path: str | os.PathLike[str] | None, overrides: list[str] | tuple[str, ...] = ()
 ) -> Config:
-    """Read a YAML recipe (or start from the defaults when ``path`` is None) and apply
-    ``key.sub=value`` overrides (values parsed as YAML: ``[a, b]``, ``true``, ``2e-4``).
+    """Read a YAML recipe (or start from the defaults when ``path`` is None), apply
+    ``key.sub=value`` overrides (values parsed as YAML: ``[a, b]``, ``true``, ``2e-4``) and
+    resolve the result: every path expanded, defaults filled (see the module docstring).
 
     Raises:
         ConfigError: unreadable file, unknown key, wrong type or inconsistent values.

@@ -1,4 +1,5 @@
-"""Training: the loop as one readable function (:func:`train`) and small pure helpers.
+"""Training: :func:`train` runs :func:`setup`, then :func:`train_step`, :func:`validate` and
+:func:`save_checkpoint` per iteration; small pure helpers around them.
 
 The recipe is the SAFMN paper's (Sec. 4.1) and its official BasicSR configs: random LR patches
 made on the fly with the MATLAB-exact bicubic (``training.data``), ``L1 + 0.05 * FFT`` loss
@@ -18,7 +19,12 @@ the RNG states of every rank and the data position (samples consumed); they are 
 temporary file, flushed to disk and renamed (``os.replace``), so a killed process (even SIGKILL)
 leaves either the previous checkpoint or the new one, never a partial file. They are read with
 ``torch.load(weights_only=True)``. Resuming (``resume=RUN_DIR``) continues exactly: on the CPU,
-N steps + resume + M steps gives bit-identical weights to N + M steps (tested).
+N steps + resume + M steps gives bit-identical weights to N + M steps (tested). The config given
+on resume is compared key by key with the one stored in the checkpoint (:func:`check_resume`):
+a value that differs is refused unless the caller names its key (``--set``).
+
+The config arrives resolved (:func:`lightsr.training.config.load_config` expands every path
+once); the loop reads its values as they are.
 
 Distributed: under ``torchrun --nproc_per_node=N`` the loop runs DistributedDataParallel (gloo
 on the CPU, NCCL on GPUs). ``data.batch_size`` is per process, the global batch is
@@ -37,8 +43,8 @@ import os
 import random
 import sys
 import time
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Collection, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -51,18 +57,23 @@ from torch import nn
 from lightsr.errors import LightSRError
 from lightsr.runtime import PRECISIONS, resolve_device
 from lightsr.training.config import (
+    UNSET,
     Config,
     ConfigError,
     ScheduleConfig,
+    config_diff,
+    config_from_dict,
     config_to_dict,
     dump_config,
-    expand_path,
+    format_value,
 )
 
 __all__ = [
+    "ResumeMismatchError",
     "TrainResult",
     "TrainingError",
     "build_training_model",
+    "check_resume",
     "ema_decay_at",
     "ema_update",
     "export_weights",
@@ -70,6 +81,7 @@ __all__ = [
     "load_training_state",
     "lr_at",
     "save_atomic",
+    "setup",
     "train",
 ]
 
@@ -325,8 +337,9 @@ def _sr_function(
     The first ``n_keep`` outputs are also appended to ``keep`` as uint8 (for TensorBoard).
     """
     from lightsr.inference.tiling import pad_to_multiple
+    from lightsr.models.registry import size_multiple
 
-    multiple = int(getattr(model, "size_multiple", 1))
+    multiple = size_multiple(model)
 
     @torch.no_grad()
     def fn(lr: np.ndarray) -> np.ndarray:
@@ -481,37 +494,134 @@ def _fmt_time(seconds: float) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# The loop
+# Resume check
 
 
-def train(
-    cfg: Config, *, resume: str | os.PathLike[str] | None = None, quiet: bool = False
-) -> TrainResult:
-    """Train ``cfg`` (a fresh run in ``output_dir/name``, or continue ``resume``'s run).
+class ResumeMismatchError(ConfigError):
+    """``--resume`` with a recipe whose values differ from the checkpoint's stored config in
+    keys that the ``--set`` overrides do not name."""
 
-    Under ``torchrun`` this is one process of a DistributedDataParallel run (see the module
-    docstring). ``quiet`` turns off console output (files are still written).
+
+def check_resume(
+    state: dict[str, Any], cfg: Config, accept: Collection[str], checkpoint: Path
+) -> dict[str, tuple[Any, Any]]:
+    """Compare ``cfg`` with the config stored in a checkpoint, key by key (resolved values).
+
+    Every differing key must be named in ``accept`` (the ``--set`` keys; a section such as
+    ``optim`` names all of its keys); keys named without a change are fine. Returns the
+    accepted changes ``{key: (stored, new)}``.
 
     Raises:
-        ConfigError: values that do not fit the model, data or machine.
-        DataError: missing folders, corrupt images (before training starts).
-        TrainingError: run directory conflicts, unreadable checkpoints, a non-finite loss
-            (the last good checkpoint is left as it was).
+        ResumeMismatchError: a differing key that ``accept`` does not name; the one-line
+            message lists every differing key as ``key: stored -> new``.
+        TrainingError: the stored config cannot be read back.
     """
-    from lightsr.evaluation.evaluate import evaluate
+    try:
+        stored = config_from_dict(state["config"])
+    except (ConfigError, KeyError) as exc:
+        raise TrainingError(f"{checkpoint}: its stored config cannot be read ({exc})") from None
+    changes = config_diff(stored, cfg)
+    if all(any(k == a or k.startswith(a + ".") for a in accept) for k in changes):
+        return changes
+    new = config_to_dict(cfg)
+    examples: dict[str, str] = {}
+    for key, (_, value) in changes.items():
+        while value is UNSET:  # a model.args key dropped: name the section that holds it
+            key = key.rsplit(".", 1)[0]
+            value = _lookup(new, key)
+        examples.setdefault(key, f"--set {key}={format_value(value)}")
+    flags = [f for k, f in examples.items() if not any(k.startswith(sec + ".") for sec in examples)]
+    raise ResumeMismatchError(
+        f"{checkpoint.parent.parent}: the recipe differs from the config stored in "
+        f"{checkpoint.name}: {describe_changes(changes)}; pass --set key=value for each to "
+        f"accept the change ({' '.join(flags)})"
+    )
+
+
+def describe_changes(changes: dict[str, tuple[Any, Any]]) -> str:
+    """``optim.lr: 0.001 -> 0.002; train.iters: 6 -> 9`` (stored -> new)."""
+    return "; ".join(
+        f"{k}: {format_value(a)} -> {format_value(b)}" for k, (a, b) in changes.items()
+    )
+
+
+def _lookup(tree: dict[str, Any], dotted: str) -> Any:
+    node: Any = tree
+    for part in dotted.split("."):
+        node = node.get(part, UNSET) if isinstance(node, dict) else UNSET
+    return node
+
+
+# --------------------------------------------------------------------------------------------
+# The loop: setup, step, validate, checkpoint
+
+
+@dataclass
+class _Run:
+    """Everything a run holds between iterations (built by :func:`setup`)."""
+
+    cfg: Config
+    run_dir: Path
+    device: torch.device
+    rank: int
+    world: int
+    out: _Writer
+    progress: _Progress
+    raw: nn.Module  # the model's own parameters (saved, EMA-tracked)
+    model: nn.Module  # what the step calls: raw, or its DDP / compiled wrapper
+    ema: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    arch: str
+    arch_config: dict[str, Any]
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor]]
+    loss_fn: Callable[..., tuple[torch.Tensor, dict[str, torch.Tensor]]]
+    autocast: AbstractContextManager[Any]
+    t_start: float
+    prior_seconds: float = 0.0
+    hardware: str = ""
+    start_iter: int = 0
+    best_psnr: float | None = None
+    best_iter: int | None = None
+    last_ckpt: Path | None = None
+    last_val: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def ckpt_dir(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    @property
+    def global_batch(self) -> int:
+        return self.cfg.data.batch_size * self.world
+
+    def close(self) -> None:
+        self.progress.stop()
+        self.out.close()
+        _end_processes(self.world)
+
+
+@dataclass
+class _Window:
+    """Loss sums and timing since the last log line (``paused``: validation + checkpoints)."""
+
+    t0: float = field(default_factory=time.perf_counter)
+    n: int = 0
+    paused: float = 0.0
+    sums: torch.Tensor = field(default_factory=lambda: torch.zeros(3, dtype=torch.float64))
+
+
+def _start_processes(cfg: Config) -> tuple[torch.device, int, int]:
+    """``(device, rank, world size)``; joins the process group under torchrun, sets threads."""
     from lightsr.runtime import configure_threads
-    from lightsr.training.data import PatchDataset, StreamSampler, make_loader, scan_images
-    from lightsr.training.losses import sr_loss
 
-    t_start = time.perf_counter()
-    t = cfg.train
-
-    # -- processes and device ------------------------------------------------------------
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = _device(cfg, local_rank)
-    if t.precision == "fp16" and device.type != "cuda":
+    device = _device(cfg, int(os.environ.get("LOCAL_RANK", "0")))
+    if cfg.train.precision == "fp16" and device.type != "cuda":
         raise ConfigError("train.precision: fp16 needs a CUDA GPU; use bf16 on the CPU")
     if world > 1 and not dist.is_initialized():
         if device.type == "cuda":
@@ -519,22 +629,34 @@ def train(
         # other ranks wait in their next all-reduce while rank 0 validates: allow long validations
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend, timeout=datetime.timedelta(hours=2))
-    main = rank == 0
-    if t.threads is not None:
-        torch.set_num_threads(t.threads)
+    if cfg.train.threads is not None:
+        torch.set_num_threads(cfg.train.threads)
     elif device.type == "cpu":
         configure_threads()
+    return device, rank, world
 
-    # -- run directory ----------------------------------------------------------------------
-    run_dir = (
-        Path(resume)
-        if resume is not None
-        else Path(expand_path(cfg.output_dir, "output_dir")) / cfg.name
-    )
+
+def _end_processes(world: int) -> None:
+    if world > 1 and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def _open_run_dir(
+    cfg: Config, resume: str | os.PathLike[str] | None, main: bool, accept: Collection[str]
+) -> tuple[Path, dict[str, Any] | None, dict[str, tuple[Any, Any]]]:
+    """``(run_dir, checkpoint state or None, accepted changes)``; rank 0 writes config.yaml.
+
+    Nothing is written when the run directory is refused (a fresh run over checkpoints, or a
+    resume whose recipe differs from the checkpoint's).
+    """
+    run_dir = Path(resume) if resume is not None else Path(cfg.output_dir) / cfg.name
     ckpt_dir = run_dir / "checkpoints"
     state: dict[str, Any] | None = None
+    changes: dict[str, tuple[Any, Any]] = {}
     if resume is not None:
-        state = load_training_state(find_checkpoint(run_dir))
+        path = find_checkpoint(run_dir)
+        state = load_training_state(path)
+        changes = check_resume(state, cfg, accept, path)
     elif _periodic_checkpoints(ckpt_dir):
         raise TrainingError(
             f"{run_dir} already holds checkpoints: continue it with --resume {run_dir}, or "
@@ -545,268 +667,352 @@ def train(
         for tmp in ckpt_dir.glob(".*.tmp"):  # left by a killed process; never a checkpoint
             tmp.unlink(missing_ok=True)
         (run_dir / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
-    out = _Writer(run_dir, main, t.tensorboard and main)
-    first = state["iteration"] if state is not None else 0
-    progress = _Progress(t.iters, start=first, enabled=main and not quiet)
-    say = progress.say
+    return run_dir, state, changes
 
-    try:
-        # -- model, EMA, optimizer, scaler ----------------------------------------------------
-        torch.manual_seed(cfg.seed)  # the same initial weights on every rank
-        raw, arch, arch_config = build_training_model(cfg)
-        scale = cfg.model.scale
-        multiple = int(getattr(raw, "size_multiple", 1))
-        if cfg.data.patch_size % multiple:
-            raise ConfigError(
-                f"data.patch_size: {cfg.data.patch_size} is not a multiple of {multiple}, "
-                f"which {arch} needs"
-            )
-        if cfg.model.init and state is None:
-            say(init_weights(raw, expand_path(cfg.model.init, "model.init")))
-        raw.to(device)
-        ema = copy.deepcopy(raw).eval().requires_grad_(False)
-        if t.channels_last:
-            raw.to(memory_format=torch.channels_last)
-        opt_cls = torch.optim.AdamW if cfg.optim.name == "adamw" else torch.optim.Adam
-        optimizer = opt_cls(
-            raw.parameters(),
-            lr=cfg.optim.lr,
-            betas=cfg.optim.betas,
-            eps=cfg.optim.eps,
-            weight_decay=cfg.optim.weight_decay,
+
+def _build_model(
+    cfg: Config, device: torch.device, state: dict[str, Any] | None, say: Callable[[str], None]
+) -> tuple[nn.Module, nn.Module, torch.optim.Optimizer, torch.amp.GradScaler, str, dict]:
+    """``(model, ema, optimizer, scaler, arch, arch_config)``, restored from ``state`` if any
+    (the RNGs are restored by the caller)."""
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
+    raw, arch, arch_config = build_training_model(cfg)
+    from lightsr.models.registry import size_multiple
+
+    multiple = size_multiple(raw)
+    if cfg.data.patch_size % multiple:
+        raise ConfigError(
+            f"data.patch_size: {cfg.data.patch_size} is not a multiple of {multiple}, "
+            f"which {arch} needs"
         )
-        scaler = torch.amp.GradScaler(device.type, enabled=t.precision == "fp16")
-        start_iter, best_psnr, best_iter = 0, None, None
+    if cfg.model.init and state is None:
+        say(init_weights(raw, cfg.model.init))
+    raw.to(device)
+    ema = copy.deepcopy(raw).eval().requires_grad_(False)
+    if cfg.train.channels_last:
+        raw.to(memory_format=torch.channels_last)
+    o = cfg.optim
+    opt_cls = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
+    optimizer = opt_cls(
+        raw.parameters(), lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay
+    )
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.precision == "fp16")
+    if state is not None:
+        raw.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+    return raw, ema, optimizer, scaler, arch, arch_config
+
+
+def _build_data(
+    cfg: Config, rank: int, world: int, device: torch.device, position: int, say: Callable
+) -> tuple[Iterator[tuple[torch.Tensor, torch.Tensor]], int]:
+    """``(endless batch iterator from stream position, number of training images)``."""
+    from lightsr.training.data import PatchDataset, StreamSampler, make_loader, scan_images
+
+    d = cfg.data
+    scale = cfg.model.scale
+    records = scan_images(
+        d.hr_dirs,
+        d.lr_dirs,
+        scale=scale,
+        patch_size=d.patch_size,
+        skip_corrupt=d.skip_corrupt,
+        log=say,
+    )
+    dataset = PatchDataset(
+        records,
+        scale=scale,
+        patch_size=d.patch_size,
+        flip=d.flip,
+        rotate=d.rotate,
+        seed=cfg.seed,
+        cache=d.cache,
+        skip_corrupt=d.skip_corrupt,
+        log=say,
+    )
+    sampler = StreamSampler(
+        len(dataset),
+        batch_size=d.batch_size,
+        seed=cfg.seed,
+        rank=rank,
+        world_size=world,
+        start=position,
+    )
+    loader = make_loader(dataset, sampler, workers=d.workers, pin_memory=device.type == "cuda")
+    return iter(loader), len(records)
+
+
+def setup(
+    cfg: Config,
+    *,
+    resume: str | os.PathLike[str] | None = None,
+    quiet: bool = False,
+    accept: Collection[str] = (),
+) -> _Run:
+    """Processes, run directory (with the resume check), model, EMA, optimizer and data."""
+    from lightsr.training.losses import sr_loss
+
+    t_start = time.perf_counter()
+    t = cfg.train
+    device, rank, world = _start_processes(cfg)
+    run_dir, state, changes = _open_run_dir(cfg, resume, rank == 0, accept)
+    out = _Writer(run_dir, rank == 0, t.tensorboard and rank == 0)
+    first = state["iteration"] if state is not None else 0
+    progress = _Progress(t.iters, start=first, enabled=rank == 0 and not quiet)
+    say = progress.say
+    try:
+        raw, ema, optimizer, scaler, arch, arch_config = _build_model(cfg, device, state, say)
+        run = _Run(
+            cfg=cfg, run_dir=run_dir, device=device, rank=rank, world=world, out=out,
+            progress=progress, raw=raw, model=raw, ema=ema, optimizer=optimizer, scaler=scaler,
+            arch=arch, arch_config=arch_config, batches=iter(()), loss_fn=sr_loss,
+            autocast=nullcontext(), t_start=t_start,
+        )  # fmt: skip
         if state is not None:
-            raw.load_state_dict(state["model"])
-            ema.load_state_dict(state["ema"])
-            optimizer.load_state_dict(state["optimizer"])
-            scaler.load_state_dict(state["scaler"])
             rngs = state["rng"]
             _restore_rng(rngs[rank] if len(rngs) == world else rngs[0])
-            start_iter = state["iteration"]
-            best_psnr, best_iter = state["best"]["psnr"], state["best"]["iteration"]
-        model: nn.Module = raw
+            run.start_iter = state["iteration"]
+            run.best_psnr, run.best_iter = state["best"]["psnr"], state["best"]["iteration"]
         if world > 1:
             ids = [device.index] if device.type == "cuda" else None
-            model = nn.parallel.DistributedDataParallel(raw, device_ids=ids)
+            run.model = nn.parallel.DistributedDataParallel(raw, device_ids=ids)
         if t.compile:
-            model = torch.compile(model)
-        n_params = sum(p.numel() for p in raw.parameters())
-
-        # -- data ---------------------------------------------------------------------------
-        d = cfg.data
-        global_batch = d.batch_size * world
-        records = scan_images(
-            [expand_path(p, f"data.hr_dirs[{i}]") for i, p in enumerate(d.hr_dirs)],
-            [expand_path(p, f"data.lr_dirs[{i}]") for i, p in enumerate(d.lr_dirs)],
-            scale=scale,
-            patch_size=d.patch_size,
-            skip_corrupt=d.skip_corrupt,
-            log=say,
-        )
-        dataset = PatchDataset(
-            records,
-            scale=scale,
-            patch_size=d.patch_size,
-            flip=d.flip,
-            rotate=d.rotate,
-            seed=cfg.seed,
-            cache=d.cache,
-            skip_corrupt=d.skip_corrupt,
-            log=say,
-        )
+            run.model = torch.compile(run.model)
         position = state["data"]["position"] if state is not None else 0
-        sampler = StreamSampler(
-            len(dataset),
-            batch_size=d.batch_size,
-            seed=cfg.seed,
-            rank=rank,
-            world_size=world,
-            start=position,
-        )
-        batches = iter(
-            make_loader(dataset, sampler, workers=d.workers, pin_memory=device.type == "cuda")
-        )
-        v = cfg.val
-        val_root = Path(expand_path(v.data_root, "val.data_root")) if v.data_root else None
-        val_sets = [expand_path(s, f"val.datasets[{i}]") for i, s in enumerate(v.datasets)]
-        val_lr = Path(expand_path(v.lr_dir, "val.lr_dir")) if v.lr_dir else None
-
-        say(
-            f"{'resuming' if state else 'training'} {cfg.name}: {arch} x{scale} "
-            f"({n_params:,} params) on {device}"
-            f"{f' x {world} processes' if world > 1 else ''}, {t.precision}"
-            f"{', channels_last' if t.channels_last else ''}{', compiled' if t.compile else ''}; "
-            f"{len(records)} training images, batch {d.batch_size}"
-            f"{f' per process ({global_batch} global)' if world > 1 else ''} of "
-            f"{d.patch_size}x{d.patch_size} LR patches; iterations {start_iter + 1}..{t.iters}; "
-            f"run dir {run_dir}"
-        )
-        if t.precision == "bf16" and device.type == "cpu":
-            from lightsr.runtime import cpu_supports_bf16
-
-            if not cpu_supports_bf16():
-                say(
-                    "warning: train.precision=bf16 on a CPU without native bfloat16 (no "
-                    "AVX512-BF16 or AMX): it is emulated, about 8x slower than fp32 on an AVX2 "
-                    "machine; use --set train.precision=fp32"
-                )
-
-        def snapshot(it: int, lr: float, rngs: list[dict[str, Any]]) -> dict[str, Any]:
-            """Everything needed to continue exactly after iteration ``it``."""
-            return {
-                "format": CHECKPOINT_FORMAT,
-                "iteration": it,
-                "config": config_to_dict(cfg),
-                "arch": arch,
-                "arch_config": arch_config,
-                "scale": scale,
-                "model": raw.state_dict(),
-                "ema": ema.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": {"name": cfg.schedule.name, "iteration": it, "lr": lr},
-                "scaler": scaler.state_dict(),
-                "rng": rngs,  # one per rank
-                "data": {"position": it * global_batch, "global_batch": global_batch},
-                "best": {"psnr": best_psnr, "iteration": best_iter},
-                "world_size": world,
-                # wall time of all invocations so far (training, validation, checkpoints) and
-                # where it ran: provenance for exported weights (model cards)
-                "train_seconds": prior_seconds + time.perf_counter() - t_start,
-                "hardware": hardware,
-            }
-
-        autocast = (
-            torch.autocast(device.type, dtype=PRECISIONS[t.precision])
-            if t.precision != "fp32"
-            else nullcontext()
-        )
-        last_ckpt = find_checkpoint(run_dir) if state is not None else None
-        prior_seconds = float(state.get("train_seconds", 0.0)) if state is not None else 0.0
-        hardware = _hardware(device, world)
-        last_val: dict[str, dict[str, float]] = {}
-        window_t, window_n, paused = time.perf_counter(), 0, 0.0  # paused: val + checkpoints
-        sums = torch.zeros(3, dtype=torch.float64)
-        it = start_iter
-        model.train()
-
-        for it in range(start_iter + 1, t.iters + 1):
-            # -- one optimizer step ------------------------------------------------------
-            lr = lr_at(it, cfg.optim.lr, cfg.schedule, t.iters)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            try:
-                lr_img, hr_img = next(batches)
-            except LightSRError as exc:
-                _reraise_loader_error(exc)
-            lr_img = lr_img.to(device, non_blocking=True)
-            hr_img = hr_img.to(device, non_blocking=True)
-            if t.channels_last:
-                lr_img = lr_img.contiguous(memory_format=torch.channels_last)
-            with autocast:
-                sr = model(lr_img)
-            loss, parts = sr_loss(sr, hr_img, l1=cfg.loss.l1, fft=cfg.loss.fft)
-            stats = torch.stack(
-                [
-                    loss.detach(),
-                    parts.get("l1", loss.new_zeros(())),
-                    parts.get("fft", loss.new_zeros(())),
-                ]
-            ).double()
-            if world > 1:  # the mean over ranks: every rank sees the same value and stops alike
-                stats = stats.to(device)
-                dist.all_reduce(stats)
-                stats = stats.cpu() / world
-            if not math.isfinite(float(stats[0])):
-                where = f"; the last good checkpoint is {last_ckpt}" if last_ckpt else ""
-                raise TrainingError(
-                    f"non-finite loss ({float(stats[0])}) at iteration {it}: training stopped "
-                    f"before the update{where} (resume with --resume {run_dir}; try a lower "
-                    "optim.lr, optim.grad_clip or train.precision=fp32)"
-                )
-            scaler.scale(loss).backward()
-            if cfg.optim.grad_clip is not None:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(raw.parameters(), cfg.optim.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            ema_update(ema, raw, ema_decay_at(it, t.ema_decay, t.ema_warmup))
-            sums += stats
-            window_n += 1
-            progress.step(it)
-
-            # -- logging -------------------------------------------------------------------
-            if it % t.log_every == 0 or it == t.iters:
-                now = time.perf_counter()
-                speed = window_n / max(now - window_t - paused, 1e-9)
-                mean = (sums / window_n).tolist()
-                rec = {
-                    "loss": {"total": mean[0], "l1": mean[1], "fft": mean[2]},
-                    "lr": lr,
-                    "speed": {"it_s": speed, "samples_s": speed * global_batch},
-                }
-                out.record(it, rec)
-                say(
-                    f"iter {it:>7d}/{t.iters}  loss {mean[0]:.5f} (l1 {mean[1]:.5f} "
-                    f"fft {mean[2]:.4f})  lr {lr:.3e}  {speed:.2f} it/s  "
-                    f"eta {_fmt_time((t.iters - it) / speed)}"
-                )
-                window_t, window_n, paused = now, 0, 0.0
-                sums.zero_()
-
-            # -- validation (rank 0, EMA weights) ------------------------------------------
-            t_pause = time.perf_counter()
-            if main and val_sets and (it % v.every == 0 or it == t.iters):
-                kept: list[np.ndarray] = []
-                fn = _sr_function(ema, device, scale, kept, v.images)
-                t_val = time.perf_counter()
-                results = evaluate(fn, cfg.name, val_sets, scale, data_root=val_root, lr_dir=val_lr)
-                last_val = {r.dataset: {"psnr": r.psnr, "ssim": r.ssim} for r in results}
-                improved = best_psnr is None or results[0].psnr > best_psnr
-                if improved:
-                    best_psnr, best_iter = results[0].psnr, it
-                out.record(it, {"val": last_val})
-                out.images(it, kept, results[0].dataset)
-                say(
-                    f"val  {it:>7d}  "
-                    + "  ".join(f"{r.dataset} {r.psnr:.3f} dB / {r.ssim:.4f}" for r in results)
-                    + f"  (EMA, {time.perf_counter() - t_val:.1f} s)"
-                    + ("  best" if improved else f"  best {best_psnr:.3f} @ {best_iter}")
-                )
-                if improved:  # full state: best.pt can be resumed or exported like any other
-                    save_atomic(snapshot(it, lr, [_capture_rng()]), ckpt_dir / "best.pt")
-
-            # -- checkpoint (rank 0 writes; every rank hands over its RNG state) -----------
-            if it % t.checkpoint_every == 0 or it == t.iters:
-                rngs = [_capture_rng()]
-                if world > 1:
-                    gathered: list[Any] = [None] * world
-                    dist.all_gather_object(gathered, rngs[0])
-                    rngs = gathered
-                if main:
-                    path = ckpt_dir / f"iter_{it:08d}.pt"
-                    save_atomic(snapshot(it, lr, rngs), path)
-                    last_ckpt = path
-                    for _, old in _periodic_checkpoints(ckpt_dir)[: -t.keep_last]:
-                        old.unlink(missing_ok=True)
-            paused += time.perf_counter() - t_pause
-
-        say(
-            f"done: iteration {it}"
-            + (f", best {best_psnr:.3f} dB at {best_iter}" if best_psnr is not None else "")
-            + f", {_fmt_time(time.perf_counter() - t_start)}; export the EMA weights with "
-            f"`lightsr export-weights {run_dir} -o model.safetensors`"
-        )
-        return TrainResult(
-            run_dir, it, best_psnr, best_iter, last_val, time.perf_counter() - t_start
-        )
-    finally:
+        run.batches, n_images = _build_data(cfg, rank, world, device, position, say)
+        _say_start(run, n_images, resumed=state is not None)
+        if changes:
+            say(f"changed on resume (named by --set): {describe_changes(changes)}")
+        if t.precision != "fp32":
+            run.autocast = torch.autocast(device.type, dtype=PRECISIONS[t.precision])
+        run.last_ckpt = find_checkpoint(run_dir) if state is not None else None
+        run.prior_seconds = float(state.get("train_seconds", 0.0)) if state is not None else 0.0
+        run.hardware = _hardware(device, world)
+        return run
+    except BaseException:
         progress.stop()
         out.close()
-        if world > 1 and dist.is_initialized():
-            dist.destroy_process_group()
+        _end_processes(world)
+        raise
+
+
+def _say_start(run: _Run, n_images: int, *, resumed: bool) -> None:
+    cfg, t, d, world = run.cfg, run.cfg.train, run.cfg.data, run.world
+    run.progress.say(
+        f"{'resuming' if resumed else 'training'} {cfg.name}: {run.arch} x{cfg.model.scale} "
+        f"({sum(p.numel() for p in run.raw.parameters()):,} params) on {run.device}"
+        f"{f' x {world} processes' if world > 1 else ''}, {t.precision}"
+        f"{', channels_last' if t.channels_last else ''}{', compiled' if t.compile else ''}; "
+        f"{n_images} training images, batch {d.batch_size}"
+        f"{f' per process ({run.global_batch} global)' if world > 1 else ''} of "
+        f"{d.patch_size}x{d.patch_size} LR patches; iterations {run.start_iter + 1}..{t.iters}; "
+        f"run dir {run.run_dir}"
+    )
+    if t.precision == "bf16" and run.device.type == "cpu":
+        from lightsr.runtime import cpu_supports_bf16
+
+        if not cpu_supports_bf16():
+            run.progress.say(
+                "warning: train.precision=bf16 on a CPU without native bfloat16 (no "
+                "AVX512-BF16 or AMX): it is emulated, about 8x slower than fp32 on an AVX2 "
+                "machine; use --set train.precision=fp32"
+            )
+
+
+def train_step(run: _Run, it: int) -> tuple[float, torch.Tensor]:
+    """One optimizer step (iteration ``it``); returns ``(lr, [loss, l1, fft] as float64)``,
+    the losses averaged over ranks.
+
+    Raises:
+        TrainingError: a non-finite loss (before the update).
+    """
+    cfg, device = run.cfg, run.device
+    lr = lr_at(it, cfg.optim.lr, cfg.schedule, cfg.train.iters)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    try:
+        lr_img, hr_img = next(run.batches)
+    except LightSRError as exc:
+        _reraise_loader_error(exc)
+    lr_img = lr_img.to(device, non_blocking=True)
+    hr_img = hr_img.to(device, non_blocking=True)
+    if cfg.train.channels_last:
+        lr_img = lr_img.contiguous(memory_format=torch.channels_last)
+    with run.autocast:
+        sr = run.model(lr_img)
+    loss, parts = run.loss_fn(sr, hr_img, l1=cfg.loss.l1, fft=cfg.loss.fft)
+    zero = loss.new_zeros(())
+    stats = torch.stack([loss.detach(), parts.get("l1", zero), parts.get("fft", zero)]).double()
+    if run.world > 1:  # the mean over ranks: every rank sees the same value and stops alike
+        stats = stats.to(device)
+        dist.all_reduce(stats)
+        stats = stats.cpu() / run.world
+    if not math.isfinite(float(stats[0])):
+        where = f"; the last good checkpoint is {run.last_ckpt}" if run.last_ckpt else ""
+        raise TrainingError(
+            f"non-finite loss ({float(stats[0])}) at iteration {it}: training stopped "
+            f"before the update{where} (resume with --resume {run.run_dir}; try a lower "
+            "optim.lr, optim.grad_clip or train.precision=fp32)"
+        )
+    run.scaler.scale(loss).backward()
+    if cfg.optim.grad_clip is not None:
+        run.scaler.unscale_(run.optimizer)
+        nn.utils.clip_grad_norm_(run.raw.parameters(), cfg.optim.grad_clip)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.optimizer.zero_grad(set_to_none=True)
+    ema_update(run.ema, run.raw, ema_decay_at(it, cfg.train.ema_decay, cfg.train.ema_warmup))
+    return lr, stats
+
+
+def _log(run: _Run, it: int, lr: float, window: _Window) -> None:
+    """Record and print the mean losses, lr and speed of the window, then reset it."""
+    iters = run.cfg.train.iters
+    now = time.perf_counter()
+    speed = window.n / max(now - window.t0 - window.paused, 1e-9)
+    mean = (window.sums / window.n).tolist()
+    rec = {
+        "loss": {"total": mean[0], "l1": mean[1], "fft": mean[2]},
+        "lr": lr,
+        "speed": {"it_s": speed, "samples_s": speed * run.global_batch},
+    }
+    run.out.record(it, rec)
+    run.progress.say(
+        f"iter {it:>7d}/{iters}  loss {mean[0]:.5f} (l1 {mean[1]:.5f} "
+        f"fft {mean[2]:.4f})  lr {lr:.3e}  {speed:.2f} it/s  "
+        f"eta {_fmt_time((iters - it) / speed)}"
+    )
+    window.t0, window.n, window.paused = now, 0, 0.0
+    window.sums.zero_()
+
+
+def validate(run: _Run, it: int, lr: float) -> None:
+    """Rank 0: PSNR/SSIM of the EMA weights; a new best is saved as ``best.pt``."""
+    from lightsr.evaluation.evaluate import evaluate
+
+    v, scale = run.cfg.val, run.cfg.model.scale
+    kept: list[np.ndarray] = []
+    fn = _sr_function(run.ema, run.device, scale, kept, v.images)
+    t_val = time.perf_counter()
+    results = evaluate(
+        fn,
+        run.cfg.name,
+        v.datasets,
+        scale,
+        data_root=Path(v.data_root) if v.data_root else None,
+        lr_dir=Path(v.lr_dir) if v.lr_dir else None,
+    )
+    run.last_val = {r.dataset: {"psnr": r.psnr, "ssim": r.ssim} for r in results}
+    improved = run.best_psnr is None or results[0].psnr > run.best_psnr
+    if improved:
+        run.best_psnr, run.best_iter = results[0].psnr, it
+    run.out.record(it, {"val": run.last_val})
+    run.out.images(it, kept, results[0].dataset)
+    run.progress.say(
+        f"val  {it:>7d}  "
+        + "  ".join(f"{r.dataset} {r.psnr:.3f} dB / {r.ssim:.4f}" for r in results)
+        + f"  (EMA, {time.perf_counter() - t_val:.1f} s)"
+        + ("  best" if improved else f"  best {run.best_psnr:.3f} @ {run.best_iter}")
+    )
+    if improved:  # full state: best.pt can be resumed or exported like any other
+        save_atomic(_snapshot(run, it, lr, [_capture_rng()]), run.ckpt_dir / "best.pt")
+
+
+def _snapshot(run: _Run, it: int, lr: float, rngs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Everything needed to continue exactly after iteration ``it``."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "iteration": it,
+        "config": config_to_dict(run.cfg),
+        "arch": run.arch,
+        "arch_config": run.arch_config,
+        "scale": run.cfg.model.scale,
+        "model": run.raw.state_dict(),
+        "ema": run.ema.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": {"name": run.cfg.schedule.name, "iteration": it, "lr": lr},
+        "scaler": run.scaler.state_dict(),
+        "rng": rngs,  # one per rank
+        "data": {"position": it * run.global_batch, "global_batch": run.global_batch},
+        "best": {"psnr": run.best_psnr, "iteration": run.best_iter},
+        "world_size": run.world,
+        # wall time of all invocations so far (training, validation, checkpoints) and
+        # where it ran: provenance for exported weights (model cards)
+        "train_seconds": run.prior_seconds + time.perf_counter() - run.t_start,
+        "hardware": run.hardware,
+    }
+
+
+def save_checkpoint(run: _Run, it: int, lr: float) -> None:
+    """Every rank hands over its RNG state; rank 0 writes ``iter_XXXXXXXX.pt`` and keeps the
+    last ``train.keep_last``."""
+    rngs = [_capture_rng()]
+    if run.world > 1:
+        gathered: list[Any] = [None] * run.world
+        dist.all_gather_object(gathered, rngs[0])
+        rngs = gathered
+    if run.main:
+        path = run.ckpt_dir / f"iter_{it:08d}.pt"
+        save_atomic(_snapshot(run, it, lr, rngs), path)
+        run.last_ckpt = path
+        for _, old in _periodic_checkpoints(run.ckpt_dir)[: -run.cfg.train.keep_last]:
+            old.unlink(missing_ok=True)
+
+
+def train(
+    cfg: Config,
+    *,
+    resume: str | os.PathLike[str] | None = None,
+    quiet: bool = False,
+    accept: Collection[str] = (),
+) -> TrainResult:
+    """Train ``cfg`` (a fresh run in ``output_dir/name``, or continue ``resume``'s run).
+
+    ``cfg`` is a resolved config (:func:`~lightsr.training.config.load_config`). On resume it
+    is compared key by key with the config stored in the checkpoint: every differing key must
+    be named in ``accept`` (the ``--set`` keys; see :func:`check_resume`). Under ``torchrun``
+    this is one process of a DistributedDataParallel run (see the module docstring). ``quiet``
+    turns off console output (files are still written).
+
+    Raises:
+        ConfigError: values that do not fit the model, data or machine.
+        ResumeMismatchError: a resume whose recipe differs in keys ``accept`` does not name.
+        DataError: missing folders, corrupt images (before training starts).
+        TrainingError: run directory conflicts, unreadable checkpoints, a non-finite loss
+            (the last good checkpoint is left as it was).
+    """
+    run = setup(cfg, resume=resume, quiet=quiet, accept=accept)
+    t, v = cfg.train, cfg.val
+    try:
+        window = _Window()
+        it = run.start_iter
+        run.model.train()
+        for it in range(run.start_iter + 1, t.iters + 1):
+            lr, stats = train_step(run, it)
+            window.sums += stats
+            window.n += 1
+            run.progress.step(it)
+            if it % t.log_every == 0 or it == t.iters:
+                _log(run, it, lr, window)
+            t_pause = time.perf_counter()
+            if run.main and v.datasets and (it % v.every == 0 or it == t.iters):
+                validate(run, it, lr)
+            if it % t.checkpoint_every == 0 or it == t.iters:
+                save_checkpoint(run, it, lr)
+            window.paused += time.perf_counter() - t_pause
+        seconds = time.perf_counter() - run.t_start
+        best = run.best_psnr
+        run.progress.say(
+            f"done: iteration {it}"
+            + (f", best {best:.3f} dB at {run.best_iter}" if best is not None else "")
+            + f", {_fmt_time(seconds)}; export the EMA weights with "
+            f"`lightsr export-weights {run.run_dir} -o model.safetensors`"
+        )
+        return TrainResult(run.run_dir, it, best, run.best_iter, run.last_val, seconds)
+    finally:
+        run.close()
 
 
 # --------------------------------------------------------------------------------------------
