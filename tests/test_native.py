@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -235,15 +237,24 @@ def test_disabled_by_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         assert (fast(x) - model(x)).abs().max().item() < 1e-4
 
 
+def _source_checkout_without_library(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A fresh loader state in a source checkout without an installed library, caching in
+    ``tmp_path``."""
+    monkeypatch.setattr(native, "_state", {})
+    monkeypatch.setattr(native, "_INSTALLED", tmp_path / "absent" / "libsafmn.so")
+    monkeypatch.setattr(native, "_source_checkout", lambda: True)
+    monkeypatch.setenv("LIGHTSR_CACHE_DIR", str(tmp_path))
+
+
 def test_a_failed_build_falls_back_with_its_reason(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(native, "_state", {})
+    _source_checkout_without_library(monkeypatch, tmp_path)
     monkeypatch.setattr(native, "_platform_reason", lambda: None)
     monkeypatch.setattr(native, "_compiler", lambda: "/bin/false")
-    monkeypatch.setenv("LIGHTSR_CACHE_DIR", str(tmp_path))
     reason = native.unavailable_reason()
     assert reason is not None and reason.startswith("building the native kernel failed: false")
+    assert native.status().fix == "set CXX to a working C++ compiler"
     assert list((tmp_path / "native").iterdir()) == []  # the temporary output was removed
 
 
@@ -251,11 +262,15 @@ def test_the_build_is_cached_under_a_content_hash(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     need_native()
-    monkeypatch.setattr(native, "_state", {})
-    monkeypatch.setenv("LIGHTSR_CACHE_DIR", str(tmp_path))
-    assert native.unavailable_reason() is None
+    _source_checkout_without_library(monkeypatch, tmp_path)
+    st = native.status()
+    assert st.available and st.origin == "built" and st.library is not None
+    assert st.library.parent == tmp_path / "native"
     built = sorted(p.name for p in (tmp_path / "native").iterdir())
     assert len(built) == 1 and built[0].startswith("safmn-") and built[0].endswith(".so")
+    # Created private whatever the umask, so that the ownership check accepts it.
+    assert (tmp_path / "native").stat().st_mode & 0o777 == 0o700
+    assert st.library.stat().st_mode & 0o022 == 0
     monkeypatch.setattr(native, "_state", {})
     monkeypatch.setattr(native.subprocess, "run", _no_compile(native.subprocess.run))
     assert native.unavailable_reason() is None  # loaded from the cache: no compiler call
@@ -267,3 +282,179 @@ def _no_compile(run: Callable[..., Any]) -> Callable[..., Any]:
         return run(cmd, *args, **kwargs)
 
     return wrapped
+
+
+def test_a_cache_folder_writable_by_others_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Nothing is built or loaded in a cache or temporary folder that others could write to:
+    both candidate folders are mode 0777 here (e.g. made by someone else), so there is no
+    library, and the reason names the folders; no compiler is run."""
+    _source_checkout_without_library(monkeypatch, tmp_path / "cache")
+    monkeypatch.setattr(native, "_platform_reason", lambda: None)
+    monkeypatch.setattr(native, "_compiler", lambda: "/bin/true")
+    monkeypatch.setattr(native.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    folders = [tmp_path / "cache" / "native", tmp_path / "tmp" / f"lightsr-native-{os.getuid()}"]
+    for folder in folders:
+        folder.mkdir(parents=True)
+        folder.chmod(0o777)
+    monkeypatch.setattr(native.subprocess, "run", _no_compile(native.subprocess.run))
+    st = native.status()
+    assert not st.available and st.reason is not None
+    assert "no safe writable folder" in st.reason
+    assert all(f"{folder} is writable by group or others (mode 777)" in st.reason
+               for folder in folders)  # fmt: skip
+    assert st.fix is not None and "LIGHTSR_CACHE_DIR" in st.fix
+    assert all(list(folder.iterdir()) == [] for folder in folders)
+
+
+def test_the_ownership_check(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A library in a private folder is accepted; one writable by group or others, in a folder
+    above that others can write to (without the sticky bit) or owned by someone else is not."""
+    folder = tmp_path / "lib"
+    folder.mkdir(mode=0o700)
+    folder.chmod(0o700)
+    lib = folder / "safmn-x.so"
+    lib.write_bytes(b"")
+    lib.chmod(0o755)
+    assert native._unsafe_reason(lib) is None
+    lib.chmod(0o775)
+    assert native._unsafe_reason(lib) == f"{lib} is writable by group or others (mode 775)"
+    lib.chmod(0o755)
+    tmp_path.chmod(0o777)
+    try:
+        assert (
+            native._unsafe_reason(lib) == f"{tmp_path} is writable by others without the sticky bit"
+        )
+        tmp_path.chmod(0o1777)  # like /tmp: others cannot rename what is ours
+        assert native._unsafe_reason(lib) is None
+    finally:
+        tmp_path.chmod(0o700)
+    uid = os.getuid()
+    monkeypatch.setattr(native.os, "getuid", lambda: uid + 1)  # as if someone else ran lightsr
+    reason = native._unsafe_reason(lib)
+    assert reason == f"{lib} is owned by uid {uid}, not by this user (uid {uid + 1})"
+
+
+def test_the_signature_table_matches_the_source() -> None:
+    """Every exported C function is declared once in ops._SIGNATURES, with its result and
+    argument types as in kernels/safmn.cpp."""
+    text = native._SOURCE.read_text()
+    protos = re.findall(r"^(int|uint64_t) (lsr_\w+)\(([^)]*)\)", text, flags=re.M)
+    codes = {"int": "i", "uint64_t": "Q"}
+    found = {}
+    for result, name, params in protos:
+        args = []
+        for param in params.split(","):
+            kind = param.split()[0] if param.strip() else "void"
+            args.append("p" if "*" in param else {"int": "i", "float": "f", "void": ""}[kind])
+        found[name] = f"{codes[result]}:{''.join(args)}"
+    declared = {k: v.replace(" ", "") for k, v in native._SIGNATURES.items()}
+    assert found == declared
+
+
+def _installed_library(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """A copy of a working library as the installed one of a non-checkout install."""
+    need_native()
+    built = native.status().library
+    assert built is not None
+    installed = tmp_path / "libsafmn.so"
+    shutil.copy(built, installed)
+    monkeypatch.setattr(native, "_state", {})
+    monkeypatch.setattr(native, "_INSTALLED", installed)
+    monkeypatch.setattr(native, "_source_checkout", lambda: False)
+    monkeypatch.setattr(native.subprocess, "run", _no_compile(native.subprocess.run))
+    return installed
+
+
+def test_an_installed_library_is_used_without_compiling(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    installed = _installed_library(monkeypatch, tmp_path)
+    st = native.status()
+    assert st == native.NativeStatus(True, installed, "installed")
+    assert st.describe() == f"in use ({installed}, built at install time)"
+
+
+@pytest.mark.parametrize("stale", ["abi", "source"])
+def test_a_library_from_another_version_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, stale: str
+) -> None:
+    """The library reports the ABI and source digest it was built with; an installed one that
+    does not match is not used (and an installed lightsr does not compile instead)."""
+    installed = _installed_library(monkeypatch, tmp_path)
+    if stale == "abi":
+        monkeypatch.setattr(native, "ABI", native.ABI + 1)
+        want = f"{installed} has ABI {native.ABI - 1}, this lightsr needs {native.ABI}"
+    else:
+        monkeypatch.setattr(native, "_source_digest", lambda: 1)
+        want = f"{installed} was built from another kernels/safmn.cpp than the one beside it"
+    st = native.status()
+    assert st == native.NativeStatus(False, installed, "installed", want, "reinstall lightsr")
+
+
+def _installed_without_library(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, note: str | None
+) -> None:
+    monkeypatch.setattr(native, "_state", {})
+    monkeypatch.setattr(native, "_platform_reason", lambda: None)
+    monkeypatch.setattr(native, "_INSTALLED", tmp_path / "libsafmn.so")
+    monkeypatch.setattr(native, "_INSTALL_NOTE", tmp_path / "libsafmn.txt")
+    monkeypatch.setattr(native, "_source_checkout", lambda: False)
+    if note is not None:
+        (tmp_path / "libsafmn.txt").write_text(note)
+
+
+def test_an_install_without_the_library_says_why(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    note = "no C++ compiler found when lightsr was installed\ninstall g++ and reinstall lightsr\n"
+    _installed_without_library(monkeypatch, tmp_path, note)
+    st = native.status()
+    assert (st.available, st.reason, st.fix) == (
+        False, "no C++ compiler found when lightsr was installed",
+        "install g++ and reinstall lightsr",
+    )  # fmt: skip
+    _installed_without_library(monkeypatch, tmp_path / "x", None)  # no note: a generic reason
+    assert native.status().reason == "libsafmn.so was not built when lightsr was installed"
+
+
+def test_the_fallback_notice_is_one_line_once(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """When the kernels are missing, FastSAFMN says so once per process, in one line on
+    stderr, with the reason and the fix; not when they were turned off."""
+    note = "no C++ compiler found when lightsr was installed\ninstall g++ and reinstall lightsr\n"
+    _installed_without_library(monkeypatch, tmp_path, note)
+    model = SAFMN(upscaling_factor=2, n_blocks=1).eval()
+    FastSAFMN(model, native=False)
+    assert capsys.readouterr().err == ""  # turned off by the caller
+    for _ in range(2):
+        assert not FastSAFMN(model).native
+    assert capsys.readouterr().err == (
+        "lightsr: native CPU kernels unavailable (no C++ compiler found when lightsr was "
+        "installed); using the PyTorch path, about 2x slower. Install g++ and reinstall "
+        "lightsr.\n"
+    )
+    monkeypatch.setattr(native, "_state", {})
+    monkeypatch.setenv("LIGHTSR_NATIVE", "0")
+    monkeypatch.setattr(native, "_platform_reason", lambda: "LIGHTSR_NATIVE=0")
+    FastSAFMN(model)
+    assert capsys.readouterr().err == ""  # turned off by the environment
+
+
+def test_doctor_reports_the_native_status(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lightsr.cli import main
+
+    note = "no C++ compiler found when lightsr was installed\ninstall g++ and reinstall lightsr\n"
+    _installed_without_library(monkeypatch, tmp_path, note)
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    for label in ("lightsr:", "python:", "torch:", "cpu:", "cuda:", "shared data:"):
+        assert f"\n{label}" in f"\n{out}"
+    assert (
+        "native kernels: not used: no C++ compiler found when lightsr was installed; "
+        "fix: install g++ and reinstall lightsr\n"
+    ) in out

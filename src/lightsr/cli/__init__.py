@@ -19,7 +19,7 @@ from lightsr.errors import LightSRError
 __all__ = ["main"]
 
 #: Subcommand modules, in the order ``lightsr --help`` lists them.
-COMMANDS = ("upscale", "evaluate", "models", "bench", "export", "train")
+COMMANDS = ("upscale", "evaluate", "models", "bench", "export", "train", "doctor")
 
 
 def build_parser() -> argparse.ArgumentParser:

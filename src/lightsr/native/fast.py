@@ -19,8 +19,9 @@ and copies its weights into a formulation that is cheaper to run:
 - **Channels-last convolutions** (oneDNN's fast path on the CPU, tensor cores on the GPU), with
   the CCM's GELU fused into its 3x3 convolution (a oneDNN post-op) in eager CPU runs; this is
   the path for bfloat16, GPUs, ONNX export and CPUs without the native kernels.
-- **Native kernels for float32 on x86-64 CPUs with AVX2** (:mod:`lightsr.native.ops`, built with the
-  system's C++ compiler on first use; ``native=False`` or ``LIGHTSR_NATIVE=0`` turns them off).
+- **Native kernels for float32 on x86-64 CPUs with AVX2** (:mod:`lightsr.native.ops`, built when
+  lightsr is installed, or on first use in a checkout; ``native=False`` or ``LIGHTSR_NATIVE=0``
+  turns them off).
   Each block after its first LayerNorm is one streamed pass: the SAFM (full-resolution
   depth-wise convolution, nearest upsampling as an index lookup, aggregation, GELU,
   modulation, residual) and the CCM's LayerNorm row by row into per-thread ring buffers, from
@@ -334,10 +335,12 @@ class FastSAFMN(nn.Module):
         self.register_parameter("feat_b", _frozen(model.to_feat.bias, dtype))
         self.native: bool = False
         if native is not False and dtype == torch.float32 and residual_dtype == torch.float32:
-            from lightsr.native.ops import fits, unavailable_reason
+            from lightsr.native.ops import fits, notice_fallback, unavailable_reason
 
-            dim = model.to_feat.out_channels
-            self.native = fits(dim, self.n_levels) and unavailable_reason() is None
+            fit = fits(model.to_feat.out_channels, self.n_levels)
+            self.native = fit and unavailable_reason() is None
+            if fit and native is None and model.to_feat.weight.device.type == "cpu":
+                notice_fallback()  # one line, once per process, if the kernels are missing
         self.blocks = nn.ModuleList(
             _FastBlock(blk, dtype, residual_dtype, self.native) for blk in model.feats
         )

@@ -1,4 +1,4 @@
-"""Native CPU kernels, compiled on first use with the system's C++ compiler and called via ctypes.
+"""Native CPU kernels in C++ (``kernels/safmn.cpp``), a plain C ABI called via ctypes.
 
 SAFMN's feature mixing module in one streamed pass per block (:func:`safmn_block`): the SAFM's
 full-resolution depth-wise convolution, the levels' nearest upsampling, aggregation, GELU,
@@ -7,7 +7,7 @@ CCM (3x3 expansion by Winograd's F(4x4, 3x3) algorithm, a quarter of the direct 
 multiplications; GELU; 1x1 projection; residual) and the next block's first LayerNorm from those
 rows; plus the level pooling (:func:`pool_levels`) and the upsampler's 3x3 convolution with its
 pixel shuffle (:func:`conv3x3_f43`). The pieces are also callable on their own
-(:func:`safm_out`, :func:`ccm_f43`). Source: ``kernels/safmn.cpp``.
+(:func:`safm_out`, :func:`ccm_f43`).
 :class:`lightsr.native.fast.FastSAFMN` uses them for float32 on x86-64 CPUs with AVX2 and FMA.
 
 Why a hand-written kernel: oneDNN and inductor run the 3x3 layer as a direct convolution, which
@@ -17,13 +17,41 @@ few thousand rows by 36 by 72 ran at 24 GFLOP/s in ``torch.bmm`` and 58 in oneDN
 here, against 137 for the direct convolution; NNPACK's Winograd convolution was no faster than
 oneDNN's direct one).
 
-Building: the first call compiles the source (about 5 s) into
-``$LIGHTSR_CACHE_DIR/native`` (default ``~/.cache/lightsr/native``; the temporary directory when
-that cannot be written) under a name that hashes the source, the flags and the compiler,
-written to a temporary file and renamed, so concurrent processes are safe and an edited source
-is rebuilt. ``LIGHTSR_NATIVE=0`` turns the kernels off. Whenever they
-are unavailable (not x86-64, no AVX2/FMA, no compiler, a failed build) :func:`unavailable_reason`
-says why and the callers use their PyTorch formulation instead.
+Building. ``pip install`` builds the kernels on x86-64 Linux as an optional part of the package
+(``setup.py``): a plain shared library, ``lightsr/native/libsafmn.so`` (not a Python extension
+module: it exports C functions only and does not depend on the Python version), compiled by
+``$CXX``, else ``g++``, ``c++`` or ``clang++``, with :data:`_FLAGS` (``-O3 -mavx2 -mfma
+-fopenmp -fPIC -shared -fno-math-errno``) and two defines, ``LSR_ABI`` (:data:`ABI`) and
+``LSR_SOURCE_DIGEST`` (SHA-256 of the source), which the library reports back. The flags and
+the ABI number live here only: ``setup.py`` reads both from this file. Without a compiler, or
+when the compiler fails, the install still succeeds, without the library, and leaves the reason
+and its fix in ``lightsr/native/libsafmn.txt``. A library whose ABI or source digest does not
+match this module and the ``kernels/safmn.cpp`` beside it is not used; ctypes signatures come
+from one table, :data:`_SIGNATURES`.
+
+Loading, in this order (:func:`status` says which happened, and why not):
+
+1. ``libsafmn.so`` beside this module: the library built at install time (or, in a source
+   checkout, by ``pip install -e .``, which puts it into ``src/lightsr/native``). It is trusted as
+   much as this module's own code in the same folder, so it is not ownership-checked.
+2. Only in a source checkout (this file is ``<root>/src/lightsr/native/ops.py`` and
+   ``<root>/pyproject.toml`` exists, as in an editable install): built on first use (about
+   5 s) into ``$LIGHTSR_CACHE_DIR/native`` (default ``~/.cache/lightsr/native``; else
+   ``<tmp>/lightsr-native-<uid>``) under a name that hashes the source, the flags and the
+   compiler, written to a temporary file and renamed, so concurrent processes are safe and an
+   edited source is rebuilt. Such a folder is created with mode 0700, and before anything in it
+   is built or loaded the library and its folder must be owned by the current user and not
+   writable by group or others, and no folder above may be writable by others without the
+   sticky bit (as ``/tmp`` has); otherwise it is refused, with the reason, and the next folder
+   is tried.
+3. Otherwise the callers use their PyTorch formulation (SAFMN's fast path is about 2x slower:
+   2.2x at 320x180 eager, ``docs/performance.md``).
+   :class:`~lightsr.native.fast.FastSAFMN` then prints one line on stderr, once per process
+   (:func:`notice_fallback`), saying why and how to fix it, unless the kernels were turned off
+   (``LIGHTSR_NATIVE=0``, ``native=False``) or cannot run on this machine (not x86-64, no
+   AVX2/FMA). ``lightsr doctor`` prints the same status.
+
+``LIGHTSR_NATIVE=0`` turns the kernels off.
 
 Threads: the kernel shares rows of tiles among OpenMP threads. It links ``libgomp.so.1``, which
 torch has already loaded, so it runs in torch's own thread pool (``torch.set_num_threads``
@@ -37,21 +65,26 @@ import hashlib
 import os
 import platform
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 __all__ = [
+    "ABI",
     "MAX_CHANNELS",
     "MAX_LEVEL_CHANNELS",
+    "NativeStatus",
     "cache_dir",
     "ccm_f43",
     "conv3x3_f43",
     "fits",
+    "notice_fallback",
     "pack_ccm",
     "pack_conv3x3",
     "pack_norm",
@@ -59,12 +92,33 @@ __all__ = [
     "pool_levels",
     "safm_out",
     "safmn_block",
+    "status",
     "unavailable_reason",
 ]
 
 _SOURCE = Path(__file__).with_name("kernels") / "safmn.cpp"
+#: The library built at install time (``setup.py``) and the note it leaves when it could not.
+_INSTALLED = Path(__file__).with_name("libsafmn.so")
+_INSTALL_NOTE = Path(__file__).with_name("libsafmn.txt")
+# The compiler flags, read by setup.py too (keep this a literal list).
 _FLAGS = ["-O3", "-mavx2", "-mfma", "-fopenmp", "-fPIC", "-shared", "-fno-math-errno"]
-_ABI = 7
+
+#: The C ABI of ``kernels/safmn.cpp``: bump it with any change to :data:`_SIGNATURES`. Compiled
+#: into the library (``-DLSR_ABI``, read by setup.py too: keep it a literal) and checked on load.
+ABI = 8
+
+#: Every exported function once: ``"result:arguments"`` in ctypes codes (i int, f float,
+#: p pointer, Q uint64; spaces only group the arguments as the C prototypes do).
+_SIGNATURES = {
+    "lsr_abi": "i:",
+    "lsr_source_digest": "Q:",
+    "lsr_ccm_f43": "i: ppp iiiii ppppppp f",
+    "lsr_safm_out": "i: ppp i pppp iiii pppp f",
+    "lsr_block": "i: ppp i pppppp f iiiii pppppppp f",
+    "lsr_conv3x3_f43": "i: pp iiiii pp i",
+    "lsr_pool_levels": "i: p iiiii p",
+}
+_CTYPES = {"i": ctypes.c_int, "f": ctypes.c_float, "p": ctypes.c_void_p, "Q": ctypes.c_uint64}
 
 # Winograd F(4x4, 3x3) weight transform G (Lavin & Gray 2016), applied in float64.
 _G = (
@@ -86,6 +140,39 @@ def cache_dir() -> Path:
     return Path(base) / "lightsr"
 
 
+@dataclass(frozen=True)
+class NativeStatus:
+    """Whether the native kernels are in use (:func:`status`).
+
+    ``library``: the library loaded, or the one that was refused or failed (else None);
+    ``origin``: ``"installed"`` (built at install time) or ``"built"`` (built on first use in a
+    source checkout); ``reason``: why they are not used; ``fix``: what would make them usable
+    (None when they were turned off or cannot run on this machine).
+    """
+
+    available: bool
+    library: Path | None = None
+    origin: str = ""
+    reason: str | None = None
+    fix: str | None = None
+
+    def describe(self) -> str:
+        """One line: ``in use (...)`` or ``not used: <reason>[; fix: <fix>]``."""
+        if self.available:
+            how = "built at install time" if self.origin == "installed" else "built on first use"
+            return f"in use ({self.library}, {how})"
+        return f"not used: {self.reason}" + (f"; fix: {self.fix}" if self.fix else "")
+
+
+class _Unavailable(RuntimeError):
+    """Why a library cannot be built or used, and what would fix it."""
+
+    def __init__(self, reason: str, fix: str | None, library: Path | None = None) -> None:
+        super().__init__(reason)
+        self.fix = fix
+        self.library = library
+
+
 def _compiler() -> str | None:
     for name in (os.environ.get("CXX"), "g++", "c++", "clang++"):
         if name and shutil.which(name):
@@ -105,90 +192,226 @@ def _platform_reason() -> str | None:
     return None
 
 
-_lock = threading.Lock()
-_state: dict[str, object] = {}
+def _source_checkout() -> bool:
+    """Whether this module runs from a source checkout (``<root>/src/lightsr/native/ops.py``
+    with ``<root>/pyproject.toml``), e.g. an editable install: only there are the kernels built
+    on first use."""
+    here = Path(__file__).resolve()
+    return here.parents[2].name == "src" and (here.parents[3] / "pyproject.toml").is_file()
+
+
+def _source_digest() -> int | None:
+    """The first 64 bits of the SHA-256 of ``kernels/safmn.cpp`` (None without the source)."""
+    try:
+        return int(hashlib.sha256(_SOURCE.read_bytes()).hexdigest()[:16], 16)
+    except OSError:
+        return None
+
+
+def _compile_command(cxx: str, out: str) -> list[str]:
+    """The compiler call; ``setup.py`` builds the same one from :data:`_FLAGS` and :data:`ABI`."""
+    defines = [f"-DLSR_ABI={ABI}", f"-DLSR_SOURCE_DIGEST={_source_digest() or 0:#018x}ULL"]
+    return [cxx, *_FLAGS, *defines, "-o", out, str(_SOURCE)]
+
+
+def _unsafe_reason(path: Path) -> str | None:
+    """Why loading or building in ``path`` (a cache or temporary folder, or a library in one)
+    is unsafe, or None: it (and, for a file, its folder) must be owned by the current user and
+    not writable by group or others; no folder above may be writable by others without the
+    sticky bit."""
+    uid = os.getuid()
+    real = path.resolve()
+    own = [real, real.parent] if real.is_file() else [real]
+    for p in [*own, *real.parents[len(own) - 1 :]]:
+        try:
+            st = p.stat()
+        except OSError as exc:
+            return f"{p}: {exc.strerror}"
+        if p in own and st.st_uid != uid:
+            return f"{p} is owned by uid {st.st_uid}, not by this user (uid {uid})"
+        if p in own and st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            return f"{p} is writable by group or others (mode {stat.S_IMODE(st.st_mode):o})"
+        if st.st_mode & stat.S_IWOTH and not st.st_mode & stat.S_ISVTX:
+            return f"{p} is writable by others without the sticky bit"
+    return None
+
+
+def _declare(lib: ctypes.CDLL, path: Path) -> None:
+    """Give each function its ctypes signature from :data:`_SIGNATURES`, checking the ABI first
+    and then that the library was built from the ``kernels/safmn.cpp`` beside this module."""
+
+    def refuse(what: str) -> _Unavailable:
+        return _Unavailable(f"{path} {what}", "reinstall lightsr", path)
+
+    try:
+        for name, sig in _SIGNATURES.items():  # lsr_abi first
+            fn = getattr(lib, name)
+            result, args = sig.split(":")
+            fn.restype = _CTYPES[result]
+            fn.argtypes = [_CTYPES[code] for code in args.replace(" ", "")]
+            if name == "lsr_abi" and fn() != ABI:
+                raise refuse(f"has ABI {fn()}, this lightsr needs {ABI}")
+    except AttributeError as exc:
+        raise refuse(f"lacks a function ({exc})") from None
+    digest = _source_digest()
+    if digest is not None and lib.lsr_source_digest() != digest:
+        raise refuse("was built from another kernels/safmn.cpp than the one beside it")
+
+
+def _load(path: Path) -> ctypes.CDLL:
+    try:
+        lib = ctypes.CDLL(str(path))
+    except OSError as exc:
+        raise _Unavailable(f"{path} cannot be loaded: {exc}", "reinstall lightsr", path) from None
+    _declare(lib, path)
+    return lib
+
+
+def _compile_into(cxx: str, folder: Path, target: Path) -> None:
+    """Compile to a temporary file in ``folder``, then rename it to ``target``, so that
+    concurrent processes never load a half-written library."""
+    fd, tmp = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=folder)
+    os.close(fd)
+    try:
+        done = subprocess.run(_compile_command(cxx, tmp), capture_output=True, text=True)
+        if done.returncode != 0:
+            first = (done.stderr.strip().splitlines() or ["(no output)"])[0]
+            raise _Unavailable(
+                f"{Path(cxx).name} failed: {first[:200]}", "set CXX to a working C++ compiler"
+            )
+        os.chmod(tmp, 0o755)  # the linker's mode follows the umask: never group-writable
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _mkdir_private(folder: Path) -> None:
+    """Create ``folder`` and any missing parents with mode 0700 (whatever the umask)."""
+    missing = [p for p in [folder, *folder.parents] if not p.exists()]
+    for p in reversed(missing):
+        p.mkdir(mode=0o700, exist_ok=True)
 
 
 def _cached_or_built(cxx: str, name: str) -> Path:
     """The library ``name`` from the cache folder (else the temporary directory, when the cache
-    cannot be written), compiled there first if it is not yet: to a temporary file, then
-    renamed, so that concurrent processes never load a half-written library."""
+    cannot be written or is not safe), compiled there first if it is not yet."""
     folders = (
         cache_dir() / "native",
         Path(tempfile.gettempdir()) / f"lightsr-native-{os.getuid()}",
     )
+    problems = []
     for folder in folders:
-        target = folder / name
-        if target.exists():
-            return target
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=folder)
-        except OSError:  # e.g. a read-only home: try the next folder
+            _mkdir_private(folder)
+        except OSError as exc:  # e.g. a read-only home: try the next folder
+            problems.append(f"{folder}: {exc.strerror}")
             continue
-        os.close(fd)
-        try:
-            done = subprocess.run(
-                [cxx, *_FLAGS, "-o", tmp, str(_SOURCE)], capture_output=True, text=True
-            )
-            if done.returncode != 0:
-                first = (done.stderr.strip().splitlines() or ["(no output)"])[0]
-                raise RuntimeError(f"{Path(cxx).name} failed: {first[:200]}")
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return target
-    raise RuntimeError(f"no writable folder for the library (tried {', '.join(map(str, folders))})")
+        target = folder / name
+        unsafe = _unsafe_reason(target if target.exists() else folder)
+        if unsafe is None and not target.exists():
+            _compile_into(cxx, folder, target)
+            unsafe = _unsafe_reason(target)
+        if unsafe is None:
+            return target
+        problems.append(f"refusing {target}: {unsafe}")
+    fix = "make the cache folder yours and not writable by others, or set LIGHTSR_CACHE_DIR"
+    raise _Unavailable(f"no safe writable folder for the library ({'; '.join(problems)})", fix)
 
 
-def _build() -> ctypes.CDLL:
+def _build() -> Path:
+    """The library built on first use (source checkouts): found in the cache or compiled."""
     cxx = _compiler()
     if cxx is None:
-        raise RuntimeError("no C++ compiler found (set CXX or install g++)")
-    source = _SOURCE.read_bytes()
+        raise _Unavailable("no C++ compiler found (set CXX or install g++)", "install g++")
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False)
-    key = hashlib.sha256(source + " ".join(_FLAGS).encode() + version.stdout.encode())
-    name = f"safmn-{key.hexdigest()[:16]}.so"
-    target = _cached_or_built(cxx, name)
-    lib = ctypes.CDLL(str(target))
-    if lib.lsr_abi() != _ABI:
-        raise RuntimeError(f"{target} has an unexpected ABI version")
-    p, i, f = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
-    lib.lsr_ccm_f43.argtypes = [p, p, p, i, i, i, i, i, p, p, p, p, p, p, p, f]
-    lib.lsr_ccm_f43.restype = i
-    lib.lsr_safm_out.argtypes = [p, p, p, i, p, p, p, p, i, i, i, i, p, p, p, p, f]
-    lib.lsr_safm_out.restype = i
-    lib.lsr_block.argtypes = [p, p, p, i, p, p, p, p, p, p, f, i, i, i, i, i,
-                              p, p, p, p, p, p, p, p, f]  # fmt: skip
-    lib.lsr_block.restype = i
-    lib.lsr_conv3x3_f43.argtypes = [p, p, i, i, i, i, i, p, p, i]
-    lib.lsr_conv3x3_f43.restype = i
-    lib.lsr_pool_levels.argtypes = [p, i, i, i, i, i, p]
-    lib.lsr_pool_levels.restype = i
-    return lib
+    command = " ".join(_compile_command("", ""))
+    key = hashlib.sha256(_SOURCE.read_bytes() + command.encode() + version.stdout.encode())
+    return _cached_or_built(cxx, f"safmn-{key.hexdigest()[:16]}.so")
+
+
+def _missing_installed() -> NativeStatus:
+    """Why an installed lightsr (not a source checkout) has no library: the note setup.py left
+    (a reason line and a fix line), else a guess."""
+    try:
+        lines = _INSTALL_NOTE.read_text(encoding="utf-8").strip().splitlines()
+    except OSError:
+        lines = []
+    if len(lines) >= 2:
+        return NativeStatus(False, reason=lines[0], fix=lines[1])
+    reason = f"{_INSTALLED.name} was not built when lightsr was installed"
+    return NativeStatus(False, reason=reason, fix="reinstall lightsr with g++ installed")
+
+
+def _find() -> tuple[ctypes.CDLL | None, NativeStatus]:
+    """Load the library in the order of the module docstring."""
+    reason = _platform_reason()
+    if reason is not None:
+        return None, NativeStatus(False, reason=reason)
+    installed_problem: _Unavailable | None = None
+    if _INSTALLED.exists():
+        try:
+            return _load(_INSTALLED), NativeStatus(True, _INSTALLED, "installed")
+        except _Unavailable as exc:
+            installed_problem = exc
+    if not _source_checkout():
+        if installed_problem is not None:
+            bad = installed_problem
+            return None, NativeStatus(False, bad.library, "installed", str(bad), bad.fix)
+        return None, _missing_installed()
+    try:
+        path = _build()
+        return _load(path), NativeStatus(True, path, "built")
+    except Exception as exc:  # a missing or broken compiler: use PyTorch instead
+        fix = exc.fix if isinstance(exc, _Unavailable) else "set CXX to a working C++ compiler"
+        library = exc.library if isinstance(exc, _Unavailable) else None
+        msg = f"building the native kernel failed: {exc}"
+        return None, NativeStatus(False, library, "built", msg, fix)
+
+
+_lock = threading.Lock()
+_state: dict[str, object] = {}
 
 
 def _library() -> ctypes.CDLL | None:
     with _lock:
-        if "lib" not in _state and "reason" not in _state:
-            reason = _platform_reason()
-            if reason is None:
-                try:
-                    _state["lib"] = _build()
-                except Exception as exc:  # a missing or broken compiler: use PyTorch instead
-                    reason = f"building the native kernel failed: {exc}"
-            if reason is not None:
-                _state["reason"] = reason
+        if "status" not in _state:
+            _state["lib"], _state["status"] = _find()
         lib = _state.get("lib")
         return lib if isinstance(lib, ctypes.CDLL) else None
 
 
-def unavailable_reason() -> str | None:
-    """Why the native kernels cannot run here (building them on first call), or None."""
+def status() -> NativeStatus:
+    """Whether the native kernels are in use, the library, and why not (loading them on first
+    call)."""
     _library()
-    reason = _state.get("reason")
-    return reason if isinstance(reason, str) else None
+    st = _state["status"]
+    assert isinstance(st, NativeStatus)
+    return st
+
+
+def unavailable_reason() -> str | None:
+    """Why the native kernels cannot run here (loading or building them on first call), or
+    None."""
+    return status().reason
+
+
+def notice_fallback() -> None:
+    """One line on stderr, once per process, when the kernels are missing and could be had: why,
+    and how to fix it. Nothing when they are in use, were turned off or cannot run here."""
+    st = status()
+    with _lock:
+        if st.available or st.fix is None or _state.get("noticed"):
+            return
+        _state["noticed"] = True
+    reason = " ".join(str(st.reason).split())
+    fix = st.fix[:1].upper() + st.fix[1:]
+    print(
+        f"lightsr: native CPU kernels unavailable ({reason}); using the PyTorch path, about "
+        f"2x slower. {fix}.",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _pad(t: torch.Tensor, n: int) -> torch.Tensor:

@@ -1,7 +1,8 @@
 // Native CPU kernels for SAFMN's feature mixing module (x86-64 with AVX2 and FMA, float32, all
-// activations channels last). Built at run time by lightsr.native (g++ -O3 -mavx2 -mfma
-// -fopenmp) and called through ctypes. Two kernels, which together cover everything in a block
-// after the first LayerNorm, the pooling and the depth-wise convolutions:
+// activations channels last). Built when lightsr is installed (setup.py), or on first use in a
+// source checkout, by lightsr.native.ops (g++ -O3 -mavx2 -mfma -fopenmp); called through
+// ctypes. Two kernels, which together cover everything in a block after the first LayerNorm,
+// the pooling and the depth-wise convolutions:
 //
 // lsr_safm_out: the SAFM's aggregation, activation, modulation and residual, then the CCM's
 //   LayerNorm, per pixel (the nearest upsampling of the pooled levels is an index lookup):
@@ -566,7 +567,14 @@ int lsr_pool_levels(const float* y, int N, int H, int W, int C, int levels, floa
     return 0;
 }
 
-int lsr_abi(void) { return 7; }
+// The ABI number and the source digest have one home each: lightsr.native.ops.ABI and the
+// SHA-256 of this file, passed as -DLSR_ABI and -DLSR_SOURCE_DIGEST by setup.py and ops.py; the
+// loader refuses a library whose values do not match.
+#if !defined(LSR_ABI) || !defined(LSR_SOURCE_DIGEST)
+#error "build with -DLSR_ABI and -DLSR_SOURCE_DIGEST, as setup.py and lightsr.native.ops do"
+#endif
+int lsr_abi(void) { return LSR_ABI; }
+uint64_t lsr_source_digest(void) { return LSR_SOURCE_DIGEST; }
 
 }  // extern "C"
 

@@ -1,0 +1,61 @@
+"""`lightsr doctor`: what lightsr finds on this machine, and why a fast path is not used."""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+from pathlib import Path
+
+from lightsr.cli.common import EXIT_OK
+
+
+def _lines() -> list[tuple[str, str]]:
+    """(label, value) pairs: versions, CPU, CUDA, native kernels, shared data."""
+    import torch
+
+    import lightsr
+    from lightsr.native import ops
+    from lightsr.runtime import available_cpus, cpu_name, cpu_supports_bf16, shared_root
+
+    where = Path(lightsr.__file__ or "?").parent
+    bf16 = "native" if cpu_supports_bf16() else "emulated (no AVX512-BF16/AMX)"
+    cpu = (
+        f"{cpu_name()} ({platform.machine()}); {available_cpus()} CPUs available, torch uses "
+        f"{torch.get_num_threads()} threads; {torch.backends.cpu.get_cpu_capability()}; "
+        f"bfloat16 {bf16}"
+    )
+    if torch.cuda.is_available():
+        names = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+        cuda = f"available (CUDA {torch.version.cuda}): {names}"
+    else:
+        cuda = "not available" + (f" (torch built with CUDA {torch.version.cuda})"
+                                  if torch.version.cuda else " (CPU-only torch)")  # fmt: skip
+    root = shared_root()
+    shared = f"{root} ({'found' if root.is_dir() else 'not found; set LIGHTSR_SHARED'})"
+    return [
+        ("lightsr", f"{lightsr.__version__} ({where})"),
+        ("python", f"{platform.python_version()} ({sys.executable})"),
+        ("torch", torch.__version__),
+        ("cpu", cpu),
+        ("cuda", cuda),
+        ("native kernels", ops.status().describe()),
+        ("shared data", shared),
+    ]
+
+
+def doctor(args: argparse.Namespace) -> int:
+    for label, value in _lines():
+        print(f"{label + ':':16}{value}")
+    return EXIT_OK
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "doctor",
+        help="show versions, CPU/CUDA, whether the native kernels are used (and why not)",
+        description="Print lightsr's and its dependencies' versions, the CPU and CUDA devices, "
+        "whether lightsr's native CPU kernels are in use (the library, or why not and how to "
+        "fix it) and where the shared reference data is looked for.",
+    )
+    p.set_defaults(func=doctor)
