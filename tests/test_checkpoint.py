@@ -1,9 +1,14 @@
-"""Checkpoints: safe loading of every layout, detection from shapes, safetensors metadata."""
+"""Checkpoints: safe loading of every layout, detection from shapes, safetensors metadata; files
+that are not checkpoints; ``lightsr models``."""
 
 from __future__ import annotations
 
 import io
+import json
+import os
 import pickle
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -11,15 +16,18 @@ import pytest
 import torch
 
 from lightsr.errors import CheckpointError
+from lightsr.models.catalog import MODELS, is_bundled
 from lightsr.models.checkpoint import (
     detect_arch,
     load_checkpoint,
     read_state_dict,
     save_safetensors,
+    sniff_format,
 )
-from lightsr.models.registry import build_model
+from lightsr.models.detect import detect_all
+from lightsr.models.registry import arch_descriptors, build_model
 
-from conftest import need_shared
+from conftest import REPO, need_shared
 
 
 def official_x2() -> Path:
@@ -162,3 +170,131 @@ def test_unknown_and_mismatched(tmp_path: Path) -> None:
     torch.save(sd, tmp_path / "m.pth")
     with pytest.raises(CheckpointError, match=r"m\.pth: tensors do not match.*ccm"):
         load_checkpoint(tmp_path / "m.pth")
+
+
+# --------------------------------------------------------------------------------------------
+# Files that are not checkpoints; the format comes from the bytes, not the suffix
+
+
+def test_non_checkpoint_says_what_it_is_not(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text("# lightsr\n\nnot a checkpoint at all\n")
+    with pytest.raises(CheckpointError, match=r"README\.md: not a checkpoint \(neither"):
+        read_state_dict(readme)
+    assert sniff_format(readme) is None
+
+
+def test_inspect_readme_subprocess() -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "lightsr.cli", "inspect", "README.md"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert proc.returncode == 2
+    err = proc.stderr.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "README.md: not a checkpoint" in err and "pickled" not in err
+
+
+def test_format_is_sniffed_not_taken_from_the_suffix(tmp_path: Path) -> None:
+    st = save_safetensors(build_model("safmn-x2"), tmp_path / "m.safetensors")
+    as_bin = tmp_path / "m.bin"
+    as_bin.write_bytes(st.read_bytes())
+    assert sniff_format(as_bin) == "safetensors"
+    _, meta = read_state_dict(as_bin)
+    assert meta["arch"] == "safmn"
+    torch.save(_sd(), tmp_path / "z.safetensors")  # a torch zip under the wrong suffix
+    assert sniff_format(tmp_path / "z.safetensors") == "zip"
+    assert load_checkpoint(tmp_path / "z.safetensors")[1].arch == "safmn"
+    (tmp_path / "p.pth").write_bytes(pickle.dumps({"a": 1}))
+    assert sniff_format(tmp_path / "p.pth") == "pickle"
+
+
+# --------------------------------------------------------------------------------------------
+# Detection: every detector runs, exactly one answers
+
+
+@pytest.mark.parametrize(
+    "name", [n for n, s in MODELS.items() if not s.config.keys() - {"dim", "n_blocks", "ffn_scale"}
+             or s.arch != "safmn"]
+)  # fmt: skip
+def test_each_named_model_matches_exactly_one_detector(name: str) -> None:
+    """The paper's SAFMN sizes and every other named model: one detector only (the SAFMN
+    ablations change module options that shapes cannot show; their files carry metadata)."""
+    found = detect_all(build_model(name).state_dict())
+    assert [d.arch for d in found] == [MODELS[name].arch]
+
+
+def test_detectors_live_with_their_architectures() -> None:
+    for name, descriptor in arch_descriptors().items():
+        assert descriptor.detect is not None, name
+        assert descriptor.detect.__module__ == descriptor.build.__module__, name
+
+
+# --------------------------------------------------------------------------------------------
+# lightsr models: grouped, bundled first, narrow, no torch
+
+
+def _models_text() -> list[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "lightsr.cli", "models"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.splitlines()
+
+
+def test_models_table_is_grouped_bundled_first_and_narrow() -> None:
+    lines = _models_text()
+    assert max(len(line) for line in lines) <= 100  # piped: at most 100 columns
+    rows = [ln.split()[0] for ln in lines if ln.startswith("  ") and ln.split()[0] in MODELS]
+    assert sorted(rows) == sorted(MODELS)  # every model once
+    archs = [MODELS[n].arch for n in rows]
+    runs = [a for i, a in enumerate(archs) if i == 0 or archs[i - 1] != a]
+    assert len(runs) == len(set(runs))  # one block per architecture
+    bundled = [is_bundled(MODELS[n]) for n in rows]
+    assert bundled[:3] == [True, True, True] and rows[:3] == ["safmn-x2", "safmn-x3", "safmn-x4"]
+    for arch in set(archs):  # within a block, bundled models come first
+        flags = [b for n, b in zip(rows, bundled, strict=True) if MODELS[n].arch == arch]
+        assert flags == sorted(flags, reverse=True), arch
+    with_bundled = [a for a in runs if any(is_bundled(s) for s in MODELS.values() if s.arch == a)]
+    assert runs[: len(with_bundled)] == with_bundled  # blocks with bundled weights first
+    assert any(ln.startswith("safmn (") for ln in lines)
+
+
+def test_models_json_keeps_every_field(capsys) -> None:
+    from lightsr.cli import main
+
+    assert main(["models", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows if r["name"] in MODELS].__len__() == len(MODELS)
+    for r in rows:
+        spec = MODELS[r["name"]]
+        assert r["arch"] == spec.arch and r["scale"] == spec.scale
+        assert r["config"] == spec.config and r["paper"] == spec.paper
+        assert r["description"] == spec.description and r["weights_file"] == spec.weights
+        assert r["params"] == spec.params and r["weights"] in ("bundled", "none")
+
+
+def test_models_imports_no_torch() -> None:
+    code = (
+        "import sys, io, contextlib\n"
+        "from lightsr.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    assert main(['models']) == 0 and main(['models', '--json']) == 0\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "import lightsr.models.catalog as c; assert c.MODELS['safmn-x4'].params == 239_520\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr

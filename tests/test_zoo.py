@@ -22,7 +22,7 @@ from lightsr.inference.upscaler import load_model
 from lightsr.models.archs._ycbcr import run_on_y
 from lightsr.models.archs.carn import CARNM
 from lightsr.models.checkpoint import detect_arch, load_checkpoint, save_safetensors
-from lightsr.models.registry import MODELS, build_arch, build_model
+from lightsr.models.registry import MODELS, build_arch, build_model, get_arch
 
 from conftest import need_shared
 
@@ -196,3 +196,61 @@ def test_y_channel_wrapper_keeps_colour() -> None:
     x = torch.tensor([0.8, 0.3, 0.1]).view(1, 3, 1, 1).expand(1, 3, 6, 6)
     y = run_on_y(lambda t: F.interpolate(t, scale_factor=2), x, 2)
     assert torch.allclose(y, x[:, :, :1, :1].expand(1, 3, 12, 12), atol=1e-6)
+
+
+#: One model per architecture for the float16 check: a reference checkpoint (under
+#: shared/weights) where there is one, else "bundled:<name>" or "random:<name>".
+FP16_MODELS: dict[str, str] = {
+    "safmn": "safmn/SAFMN_DF2K_x2.pth",
+    "swinir": "random:swinir-light-x2",
+    "ups": "bundled:ups-s-x4",
+    "imdn": "baselines/IMDN_x4.pth",
+    "pan": "baselines/PANx4_DF2K.pth",
+    "rlfn": "baselines/rlfn_x4.pth",
+    "rfdn": "baselines/RFDN_AIM_x4.pth",
+    "carn_m": "baselines/CARN_M.pth",
+    "fsrcnn": "baselines/FSRCNN_T91_x4.pth",
+    "espcn": "random:espcn-x4",
+    "edsr": "random:edsr-baseline-x4",
+    "safmn_ntire2023": "safmn/SAFMN_NTIRE2023_x4.pth",
+    "safmnpp": "safmn/SAFMNPP_NTIRE2024_x4.pth",
+    "light_safmnpp": "safmn/light_SAFMNPP_AIS2024_x4.pth",
+}
+
+
+def _fp16_model(ref: str) -> torch.nn.Module:
+    kind, _, name = ref.partition(":")
+    if kind == "random":
+        torch.manual_seed(0)
+        return build_model(name).eval()
+    if kind == "bundled":
+        return load_model(name, device="cpu", fast=False).model
+    return load_checkpoint(weights(ref))[0]
+
+
+@pytest.mark.parametrize("arch", sorted(FP16_MODELS))
+def test_fp16_flag_matches_the_weights(arch: str) -> None:
+    """``supports_fp16`` is False exactly where float16 fails: a float32 activation beyond
+    float16's range, or CPU float16 autocast more than 0.05 off float32."""
+    model = _fp16_model(FP16_MODELS[arch])
+    peak = [0.0]
+
+    def hook(_m: torch.nn.Module, _i: object, out: object) -> None:
+        if isinstance(out, torch.Tensor) and out.is_floating_point():
+            peak[0] = max(peak[0], float(out.detach().abs().max()))
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()]
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 24, 32)
+    with torch.no_grad():
+        ref = model(x)
+        for h in handles:
+            h.remove()
+        try:
+            with torch.autocast("cpu", dtype=torch.float16):
+                half = model(x).float()
+        except RuntimeError as exc:  # pragma: no cover - older CPUs/torch builds
+            pytest.skip(f"CPU float16 autocast unavailable: {exc}")
+    err = float((half - ref).abs().max())
+    works = peak[0] < 65504 and bool(torch.isfinite(half).all()) and err < 0.05
+    assert works == get_arch(arch).supports_fp16, (arch, peak[0], err)

@@ -223,7 +223,9 @@ class _WindowMultiple(nn.Module):
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
         self.net = copy.deepcopy(net).float().cpu().eval()
-        self.size_multiple = int(getattr(net, "size_multiple", 8))
+        from lightsr.models.registry import size_multiple
+
+        self.size_multiple = size_multiple(net)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net.forward_multiple(x)

@@ -24,6 +24,7 @@ from torch import nn
 
 from lightsr.errors import LightSRError
 from lightsr.inference.tiling import DEFAULT_TILE_OVERLAP, Emit, check_tiling, tiled_apply
+from lightsr.models.registry import size_multiple
 from lightsr.models.resolve import resolve_model
 from lightsr.native.fast import CompileMode, FastRunner, FastSAFMN, fast_unsupported_reason
 from lightsr.runtime import (
@@ -147,7 +148,7 @@ class Upscaler:
         self.name = name
         self.arch = arch
         self.config = config
-        self.size_multiple = int(getattr(model, "size_multiple", 1))
+        self.size_multiple = size_multiple(model)
         if compile not in ("auto", "on", "off"):
             raise LightSRError(f"--compile: {compile!r} is not one of auto, on, off")
         self.runner: FastRunner | None = None

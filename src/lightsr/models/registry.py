@@ -1,408 +1,206 @@
-"""Architectures and the table of named models.
+"""The architecture registry, and building models by architecture or by name.
 
-Every architecture is a plain ``nn.Module`` in its own file. Named models are data: the
-:data:`MODELS` table maps a name to an architecture, its constructor arguments, the scale and the
-file name of bundled weights (when lightsr ships trained weights for it). Nothing registers
-itself on import.
+Each module of :mod:`lightsr.models.archs` (one per architecture; names starting with ``_`` are
+helpers) declares ``ARCH = ArchDescriptor(...)`` (see :mod:`lightsr.models.base`); importing this
+module imports them all and registers their descriptors. Nothing else is listed anywhere, so an
+architecture is added by adding its file. Code outside the package registers with
+:func:`register_arch` (and may take it back with :func:`unregister_arch`).
+
+The named models are data in :mod:`lightsr.models.catalog` (importable without torch); their
+names are re-exported here as before (``MODELS``, ``ModelSpec``, ``get_spec``, ``resolve_name``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import importlib
+import pkgutil
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
-from lightsr.models.archs.carn import CARNM
-from lightsr.models.archs.edsr import EDSR
-from lightsr.models.archs.espcn import ESPCN
-from lightsr.models.archs.fsrcnn import FSRCNN
-from lightsr.models.archs.imdn import IMDN
-from lightsr.models.archs.light_safmnpp import LightSAFMNPP
-from lightsr.models.archs.pan import PAN
-from lightsr.models.archs.rfdn import RFDN
-from lightsr.models.archs.rlfn import RLFN
-from lightsr.models.archs.safmn import SAFMN
-from lightsr.models.archs.safmn_ntire2023 import SAFMNNTIRE2023
-from lightsr.models.archs.safmnpp import SAFMNPP
-from lightsr.models.archs.swinir import SwinIR
-from lightsr.models.archs.ups import UPS
+from lightsr.models import archs as _archs_pkg
+from lightsr.models.base import DEFAULT_SIZE_MULTIPLE, ArchDescriptor
+from lightsr.models.catalog import MODELS, ModelSpec, get_spec, resolve_name
 
 __all__ = [
     "ARCHS",
+    "DEFAULT_SIZE_MULTIPLE",
     "MODELS",
+    "ArchDescriptor",
     "ModelSpec",
+    "arch_descriptors",
     "build_arch",
     "build_model",
+    "count_params",
+    "descriptor_of",
+    "get_arch",
     "get_spec",
+    "register_arch",
     "resolve_name",
+    "size_multiple",
+    "unregister_arch",
+    "write_param_counts",
 ]
 
-#: Architecture name -> constructor. Constructors take keyword-only arguments.
-ARCHS: dict[str, Callable[..., nn.Module]] = {
-    "safmn": SAFMN,
-    "swinir": SwinIR,
-    "ups": UPS,
-    # the model zoo (efficient-SR baselines and the SAFMN family's challenge entries)
-    "imdn": IMDN,
-    "pan": PAN,
-    "rlfn": RLFN,
-    "rfdn": RFDN,
-    "carn_m": CARNM,
-    "fsrcnn": FSRCNN,
-    "espcn": ESPCN,
-    "edsr": EDSR,
-    "safmn_ntire2023": SAFMNNTIRE2023,
-    "safmnpp": SAFMNPP,
-    "light_safmnpp": LightSAFMNPP,
-}
+_REGISTRY: dict[str, ArchDescriptor] = {}
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """A named model: architecture + configuration + scale (+ bundled weights, if any).
+def register_arch(descriptor: ArchDescriptor) -> ArchDescriptor:
+    """Add an architecture; returns the descriptor (so it can be used as an expression).
 
-    Attributes:
-        name: the public name, e.g. ``safmn-x4``.
-        arch: key into :data:`ARCHS`.
-        config: constructor arguments (keyword-only), without the scale.
-        scale: upscaling factor.
-        description: one line for ``lightsr models``.
-        weights: file name of bundled weights under ``lightsr/weights/``, or None.
-        paper: the paper's complexity figures as printed (``params_k``, ``flops_g``,
-            ``acts_m`` at a 1280x720 output, and the ``source`` table), when it reports them;
-            for the zoo's baselines, ``set5_psnr`` (Set5 PSNR-Y as Table 1 prints it).
-    """
-
-    name: str
-    arch: str
-    config: dict[str, Any]
-    scale: int
-    description: str
-    weights: str | None = None
-    paper: dict[str, str] = field(default_factory=dict)
-
-
-#: The paper's complexity figures for SAFMN (Table 1; x{2,3,4}, output 1280x720).
-_SAFMN_PAPER = {
-    2: {"params_k": "227.82", "flops_g": "51.53", "acts_m": "298.51", "source": "Table 1"},
-    3: {"params_k": "232.70", "flops_g": "23.42", "acts_m": "134.30", "source": "Table 1"},
-    4: {"params_k": "239.52", "flops_g": "13.55", "acts_m": "76.70", "source": "Table 1"},
-}
-
-#: SAFMN ablations of the paper (x4): name suffix -> (constructor options, what changes, paper's
-#: params K / FLOPs G / activations M at a 1280x720 output, table). Table 3 rows, then Table 4.
-_SAFMN_ABLATIONS: dict[str, tuple[dict[str, Any], str, tuple[str, str, str], str]] = {
-    "no-safm": ({"safm": False}, "SAFM -> None", ("225.41", "12.90", "54.61"), "Table 3"),
-    "no-ccm": ({"ccm": "none"}, "CCM -> None", ("30.72", "1.61", "26.93"), "Table 3"),
-    "no-fm": ({"modulation": False}, "w/o FM", ("239.52", "13.56", "76.70"), "Table 3"),
-    "no-mr": ({"multi_scale": False}, "w/o MR", ("239.52", "13.64", "87.78"), "Table 3"),
-    "no-fa": ({"aggregation": False}, "w/o FA", ("228.86", "12.96", "60.11"), "Table 3"),
-    "no-fm-mr": (
-        {"modulation": False, "multi_scale": False},
-        "w/o FM and MR",
-        ("239.52", "13.64", "87.78"),
-        "Table 3",
-    ),
-    "no-fm-fa": (
-        {"modulation": False, "aggregation": False},
-        "w/o FM and FA",
-        ("228.86", "12.96", "60.11"),
-        "Table 3",
-    ),
-    "no-fm-mr-fa": (
-        {"modulation": False, "multi_scale": False, "aggregation": False},
-        "w/o FM, MR and FA",
-        ("228.86", "13.05", "71.19"),
-        "Table 3",
-    ),
-    "avgpool": ({"pool": "avg"}, "max -> avg pooling", ("239.52", "13.56", "76.70"), "Table 3"),
-    "nearest-down": (
-        {"pool": "nearest"},
-        "max pooling -> nearest downsampling",
-        ("239.52", "13.56", "76.70"),
-        "Table 3",
-    ),
-    "no-gelu": ({"safm_act": "none"}, "GELU -> None", ("239.52", "13.56", "76.70"), "Table 3"),
-    "sigmoid": (
-        {"safm_act": "sigmoid"},
-        "GELU -> Sigmoid",
-        ("239.52", "13.56", "76.70"),
-        "Table 3",
-    ),
-    "ccm-se": ({"ccm": "ccm-se"}, "CCM + SE", ("260.98", "13.59", "76.70"), "Table 3"),
-    "channel-mlp": (
-        {"ccm": "channel-mlp"},
-        "CCM -> channel MLP",
-        ("73.63", "4.00", "76.70"),
-        "Table 3",
-    ),
-    "inverted-residual": (
-        {"ccm": "inverted-residual"},
-        "CCM -> inverted residual",
-        ("245.28", "13.85", "110.00"),
-        "Table 3",
-    ),
-    "no-norm": ({"norm": "none"}, "LN -> None", ("238.37", "13.55", "76.70"), "Table 3"),
-    "batchnorm": ({"norm": "bn"}, "LN -> BatchNorm", ("239.52", "13.72", "76.70"), "Table 3"),
-    "frozen-bn": (
-        {"norm": "frozen-bn"},
-        "LN -> frozen BatchNorm",
-        ("238.37", "13.55", "76.70"),
-        "Table 3",
-    ),
-    "l2norm": ({"norm": "l2"}, "LN -> L2 norm", ("238.37", "13.55", "76.70"), "Table 3"),
-    "blocks4": ({"n_blocks": 4}, "4 blocks", ("128.06", "7.25", "40.77"), "Table 4"),
-    "blocks6": ({"n_blocks": 6}, "6 blocks", ("183.79", "10.40", "58.64"), "Table 4"),
-    "blocks12": ({"n_blocks": 12}, "12 blocks", ("350.97", "19.86", "113.00"), "Table 4"),
-}
-
-
-def _safmn_specs() -> list[ModelSpec]:
-    specs = []
-    sizes = {
-        "safmn": ({"dim": 36, "n_blocks": 8, "ffn_scale": 2.0}, "SAFMN (ICCV 2023), efficient SR"),
-        "safmn-l": (
-            {"dim": 128, "n_blocks": 16, "ffn_scale": 2.0},
-            "SAFMN-L (official repo), classic SR",
-        ),
-    }
-    for base, (config, desc) in sizes.items():
-        for scale in (2, 3, 4):
-            specs.append(
-                ModelSpec(
-                    name=f"{base}-x{scale}",
-                    arch="safmn",
-                    config=config,
-                    scale=scale,
-                    description=f"{desc}, x{scale}",
-                    weights=f"safmn_x{scale}.safetensors" if base == "safmn" else None,
-                    paper=dict(_SAFMN_PAPER[scale]) if base == "safmn" else {},
-                )
-            )
-    return specs
-
-
-def _safmn_ablation_specs() -> list[ModelSpec]:
-    """SAFMN x4 with one ablation of the paper each, named ``safmn-x4-<ablation>``.
-
-    Random weights only (the paper released none); other scales: ``build_arch("safmn",
-    scale=2, **MODELS["safmn-x4-no-fa"].config)``.
-    """
-    base = {"dim": 36, "n_blocks": 8, "ffn_scale": 2.0}
-    specs = []
-    for suffix, (options, what, (params, flops, acts), table) in _SAFMN_ABLATIONS.items():
-        specs.append(
-            ModelSpec(
-                name=f"safmn-x4-{suffix}",
-                arch="safmn",
-                config={**base, **options},
-                scale=4,
-                description=f"SAFMN ablation ({table}): {what}, x4",
-                paper={"params_k": params, "flops_g": flops, "acts_m": acts, "source": table},
-            )
-        )
-    return specs
-
-
-def _transformer_specs() -> list[ModelSpec]:
-    """SwinIR-light (the UPS baseline) and UPS / UPS-S (lightsr's specification of the paper).
-
-    ``ups-s`` is lightsr's small configuration for quick and data-efficiency experiments; the
-    paper's exact UPS-S sizes are not published. ``ups-s-x4`` has bundled weights trained by
-    lightsr (``configs/bundle_ups_s_x4.yaml``).
-    """
-    sizes: dict[str, tuple[str, dict[str, Any], str]] = {
-        "swinir-light": (
-            "swinir",
-            {"embed_dim": 60, "depths": [6, 6, 6, 6], "num_heads": 6, "window_size": 8,
-             "mlp_ratio": 2.0},
-            "SwinIR-light (ICCVW 2021), the UPS baseline",
-        ),
-        "ups": (
-            "ups",
-            {"embed_dim": 60, "depths": [6, 6, 6, 6], "num_heads": 4, "window_size": 8,
-             "mlp_ratio": 2.0, "proj_dim": 128},
-            "UPS (NeurIPS 2024), lightsr's implementation of the paper",
-        ),
-        "ups-s": (
-            "ups",
-            {"embed_dim": 48, "depths": [4, 4, 4, 4], "num_heads": 4, "window_size": 8,
-             "mlp_ratio": 2.0, "proj_dim": 64},
-            "UPS-S, lightsr's small UPS (sizes are ours)",
-        ),
-    }  # fmt: skip
-    return [
-        ModelSpec(
-            name=f"{base}-x{scale}",
-            arch=arch,
-            config=config,
-            scale=scale,
-            description=f"{desc}, x{scale}",
-            # lightsr trained and bundles UPS-S at x4 only (docs/models.md)
-            weights="ups_s_x4.safetensors" if (base, scale) == ("ups-s", 4) else None,
-        )
-        for base, (arch, config, desc) in sizes.items()
-        for scale in (2, 3, 4)
-    ]
-
-
-#: The model zoo: name -> (architecture, config, scales, description, Set5 PSNR-Y that the
-#: SAFMN paper's Table 1 prints per scale, where it reports the model). lightsr ships none of
-#: their weights; the public checkpoints load from a path (see docs/zoo.md).
-_ZOO: dict[str, tuple[str, dict[str, Any], tuple[int, ...], str, dict[int, str]]] = {
-    "imdn": (
-        "imdn",
-        {"nf": 64, "num_modules": 6},
-        (2, 3, 4),
-        "IMDN (ACM MM 2019; AIM 2019 winner)",
-        {2: "38.00", 3: "34.36", 4: "32.21"},
-    ),
-    "pan": (
-        "pan",
-        {"nf": 40, "unf": 24, "nb": 16},
-        (2, 3, 4),
-        "PAN (ECCVW 2020), pixel attention",
-        {2: "38.00", 3: "34.40", 4: "32.13"},
-    ),
-    "rlfn": (
-        "rlfn",
-        {"feature_channels": 52},
-        (2, 3, 4),
-        "RLFN (CVPRW 2022; NTIRE 2022 winner), [0, 255] weights scaled inside",
-        {2: "38.07", 4: "32.24"},
-    ),
-    "rlfn-s": (
-        "rlfn",
-        {"feature_channels": 48},
-        (2, 3, 4),
-        "RLFN-S (CVPRW 2022), [0, 255] weights scaled inside",
-        {2: "38.05", 4: "32.23"},
-    ),
-    "rfdn": (
-        "rfdn",
-        {"nf": 50, "num_modules": 4},
-        (2, 3, 4),
-        "RFDN (ECCVW 2020; AIM 2020 winner, nf 50, 4 blocks), [0, 255] weights scaled inside",
-        {},
-    ),
-    "carn-m": (
-        "carn_m",
-        {"n_feats": 64, "group": 4, "multi_scale": True},
-        (2, 3, 4),
-        "CARN-M (ECCV 2018), one multi-scale network with x2/x3/x4 upsamplers",
-        {2: "37.53", 3: "33.99", 4: "31.92"},
-    ),
-    "fsrcnn": (
-        "fsrcnn",
-        {"d": 56, "s": 12, "m": 4},
-        (2, 3, 4),
-        "FSRCNN (ECCV 2016), Y channel (RGB in/out, CbCr bicubic)",
-        {2: "37.00", 3: "33.16", 4: "30.71"},
-    ),
-    "espcn": (
-        "espcn",
-        {"n1": 64, "n2": 32},
-        (2, 3, 4),
-        "ESPCN (CVPR 2016), Y channel (RGB in/out, CbCr bicubic); no public weights",
-        {},
-    ),
-    "edsr-baseline": (
-        "edsr",
-        {"n_resblocks": 16, "n_feats": 64, "res_scale": 1.0},
-        (2, 3, 4),
-        "EDSR-baseline (CVPRW 2017); no public weights",
-        {},
-    ),
-    "safmn-ntire2023": (
-        "safmn_ntire2023",
-        {"dim": 36, "n_blocks": 8, "ffn_scale": 2.0},
-        (4,),
-        "SAFMN's NTIRE 2023 efficient-SR entry (GRN, bias-free blocks, bilinear skip)",
-        {},
-    ),
-    "safmnpp": (
-        "safmnpp",
-        {"dim": 36, "n_blocks": 6, "ffn_scale": 1.5},
-        (4,),
-        "SAFMN++ (NTIRE 2024 efficient-SR entry)",
-        {},
-    ),
-    "light-safmnpp": (
-        "light_safmnpp",
-        {"dim": 32, "n_blocks": 2, "ffn_scale": 1.5},
-        (4,),
-        "light SAFMN++ (AIS 2024 real-time SR of AVIF-compressed images)",
-        {},
-    ),
-}
-
-
-def _zoo_specs() -> list[ModelSpec]:
-    """The model zoo at each of its scales, named ``<model>-x<scale>`` (random weights)."""
-    return [
-        ModelSpec(
-            name=f"{base}-x{scale}",
-            arch=arch,
-            config=dict(config),
-            scale=scale,
-            description=f"{desc}, x{scale}",
-            paper={"set5_psnr": set5[scale], "source": "Table 1"} if scale in set5 else {},
-        )
-        for base, (arch, config, scales, desc, set5) in _ZOO.items()
-        for scale in scales
-    ]
-
-
-MODELS: dict[str, ModelSpec] = {
-    spec.name: spec
-    for spec in [
-        *_safmn_specs(),
-        *_safmn_ablation_specs(),
-        *_transformer_specs(),
-        *_zoo_specs(),
-    ]
-}
-
-
-def resolve_name(name: str, scale: int | None = None) -> str:
-    """Return the table key for ``name``, accepting ``safmn`` + ``scale`` for ``safmn-x{scale}``.
+    Registering the same descriptor object again does nothing.
 
     Raises:
-        KeyError: with the list of valid names, when nothing matches.
+        ValueError: another descriptor already has this name.
     """
-    key = name.lower()
-    if key in MODELS:
-        spec = MODELS[key]
-        if scale is not None and spec.scale != scale:
-            other = f"{key.rsplit('-x', 1)[0]}-x{scale}"
-            hint = f"use {other} or drop the scale" if other in MODELS else "drop the scale"
-            raise KeyError(
-                f"model {name!r} is x{spec.scale} but scale {scale} was asked for; {hint}"
-            )
-        return key
-    if scale is not None and f"{key}-x{scale}" in MODELS:
-        return f"{key}-x{scale}"
-    bases = sorted({n.rsplit("-x", 1)[0] for n in MODELS})
-    if key in bases:
-        raise KeyError(f"model {name!r} needs a scale: use {key}-x2, {key}-x3 or {key}-x4")
-    raise KeyError(f"unknown model {name!r}; valid names: {', '.join(sorted(MODELS))}")
+    if not isinstance(descriptor, ArchDescriptor):
+        raise TypeError(f"register_arch: expected an ArchDescriptor, got {type(descriptor)}")
+    known = _REGISTRY.get(descriptor.name)
+    if known is not None and known is not descriptor:
+        raise ValueError(
+            f"architecture {descriptor.name!r} is already registered (by {_origin(known)}); "
+            f"{_origin(descriptor)} cannot register it again"
+        )
+    _REGISTRY[descriptor.name] = descriptor
+    return descriptor
 
 
-def get_spec(name: str, scale: int | None = None) -> ModelSpec:
-    """The :class:`ModelSpec` for a name (see :func:`resolve_name`)."""
-    return MODELS[resolve_name(name, scale)]
+def unregister_arch(name: str) -> ArchDescriptor:
+    """Remove an architecture (a plug-in's, a test's); returns its descriptor.
+
+    Raises:
+        KeyError: no architecture has this name.
+    """
+    if name not in _REGISTRY:
+        raise KeyError(f"architecture {name!r} is not registered")
+    return _REGISTRY.pop(name)
+
+
+def _origin(descriptor: ArchDescriptor) -> str:
+    build = descriptor.build
+    return f"{getattr(build, '__module__', '?')}.{getattr(build, '__qualname__', build)}"
+
+
+def arch_descriptors() -> dict[str, ArchDescriptor]:
+    """Every registered architecture, by name (a copy, sorted by name)."""
+    return dict(sorted(_REGISTRY.items()))
+
+
+def get_arch(name: str) -> ArchDescriptor:
+    """The descriptor of architecture ``name``.
+
+    Raises:
+        KeyError: an unknown name; the message lists the registered ones.
+    """
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        valid = ", ".join(sorted(_REGISTRY))
+        raise KeyError(f"unknown architecture {name!r}; valid: {valid}") from None
+
+
+class _Builders(Mapping[str, Callable[..., nn.Module]]):
+    """A live, read-only view: architecture name -> constructor (the registry's ``build``)."""
+
+    def __getitem__(self, name: str) -> Callable[..., nn.Module]:
+        return _REGISTRY[name].build
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(_REGISTRY))
+
+    def __len__(self) -> int:
+        return len(_REGISTRY)
+
+
+#: Architecture name -> constructor (keyword-only arguments), for code that predates
+#: :func:`get_arch`. Reflects registrations made later.
+ARCHS: Mapping[str, Callable[..., nn.Module]] = _Builders()
+
+
+def descriptor_of(model: nn.Module) -> ArchDescriptor | None:
+    """The descriptor whose ``build`` is the model's class (or a base class of it), or None."""
+    by_class = {d.build: d for d in _REGISTRY.values() if isinstance(d.build, type)}
+    for cls in type(model).__mro__:
+        if cls in by_class:
+            return by_class[cls]
+    return None
+
+
+def size_multiple(model: nn.Module) -> int:
+    """What the sides of ``model``'s input must be a multiple of (the caller pads to it).
+
+    The model's own ``size_multiple`` attribute when it has one (networks whose multiple
+    depends on their config, such as SwinIR's window, and wrappers such as the fast path's
+    modules), else its architecture's descriptor, else :data:`DEFAULT_SIZE_MULTIPLE` (1: any
+    size).
+    """
+    value = getattr(model, "size_multiple", None)
+    if value is None:
+        descriptor = descriptor_of(model)
+        value = descriptor.size_multiple if descriptor else DEFAULT_SIZE_MULTIPLE
+    return int(value)
 
 
 def build_arch(arch: str, *, scale: int, **config: Any) -> nn.Module:
     """Build architecture ``arch`` with random weights (``config`` are its keyword arguments)."""
-    if arch not in ARCHS:
-        raise KeyError(f"unknown architecture {arch!r}; valid: {', '.join(sorted(ARCHS))}")
-    return ARCHS[arch](upscaling_factor=scale, **config)
+    return get_arch(arch).build(upscaling_factor=scale, **config)
 
 
 def build_model(name: str, scale: int | None = None) -> nn.Module:
     """Build a named model with random weights (for training, counting, tests)."""
     spec = get_spec(name, scale)
     return build_arch(spec.arch, scale=spec.scale, **spec.config)
+
+
+def count_params(name: str) -> int:
+    """Parameters of a named model, counted on a built one.
+
+    Built on the meta device (no memory, no initialisation) where the constructor allows it,
+    else on the CPU (SwinIR's stochastic-depth schedule reads tensor values).
+    """
+    spec = get_spec(name)
+    try:
+        with torch.device("meta"):
+            model = build_arch(spec.arch, scale=spec.scale, **spec.config)
+    except NotImplementedError:
+        model = build_arch(spec.arch, scale=spec.scale, **spec.config)
+    return sum(p.numel() for p in model.parameters())
+
+
+def write_param_counts(path: str | Path | None = None) -> Path:
+    """Regenerate :mod:`lightsr.models.param_counts` from the built named models."""
+    from lightsr.models import param_counts
+
+    target = Path(path) if path is not None else Path(param_counts.__file__)
+    doc = param_counts.__doc__ or ""
+    rows = "".join(f'    "{name}": {count_params(name):_},\n' for name in MODELS)
+    text = f'"""{doc.strip()}\n"""\n\nPARAM_COUNTS: dict[str, int] = {{\n{rows}}}\n'
+    target.write_text(text, encoding="utf-8")
+    return target
+
+
+def __getattr__(name: str) -> Any:
+    """Architecture classes by class name (``SAFMN``, ``UPS``...), as this module (and its old
+    name ``lightsr.archs``) exported them before the registry collected the files."""
+    for descriptor in _REGISTRY.values():
+        if getattr(descriptor.build, "__name__", None) == name:
+            return descriptor.build
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _register_builtin() -> None:
+    """Import every architecture module of :mod:`lightsr.models.archs` and register its ARCH."""
+    for info in pkgutil.iter_modules(_archs_pkg.__path__):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{_archs_pkg.__name__}.{info.name}")
+        descriptor = getattr(module, "ARCH", None)
+        if not isinstance(descriptor, ArchDescriptor):
+            raise TypeError(f"{module.__name__}: no module-level ARCH = ArchDescriptor(...)")
+        register_arch(descriptor)
+
+
+_register_builtin()

@@ -15,8 +15,9 @@ import torch
 from torch import nn
 
 from lightsr.errors import CheckpointError, LightSRError
+from lightsr.models.catalog import bundled_models, bundled_weights_path, get_spec
 from lightsr.models.checkpoint import load_checkpoint
-from lightsr.models.registry import MODELS, build_arch, get_spec
+from lightsr.models.registry import build_arch
 
 __all__ = [
     "CHECKPOINT_SUFFIXES",
@@ -35,8 +36,6 @@ CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors", ".bin")
 #: The model used when none is named, and its default scale.
 DEFAULT_MODEL = "safmn"
 DEFAULT_SCALE = 4
-
-_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 
 @dataclass(frozen=True)
@@ -58,18 +57,6 @@ class ResolvedModel:
     scale: int
     weights: str
     paper: dict[str, str] = field(default_factory=dict)
-
-
-def bundled_weights_path(filename: str) -> Path:
-    """Where a bundled weight file (a :class:`ModelSpec`'s ``weights``) lives in the package."""
-    return _WEIGHTS_DIR / filename
-
-
-def bundled_models() -> list[str]:
-    """Names of the models whose weights ship with lightsr (and are installed)."""
-    return sorted(
-        n for n, s in MODELS.items() if s.weights and bundled_weights_path(s.weights).is_file()
-    )
 
 
 def is_checkpoint_path(name_or_path: str | os.PathLike[str]) -> bool:

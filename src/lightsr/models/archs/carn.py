@@ -24,10 +24,19 @@ stored in the checkpoint). Sub-module names follow the official checkpoint.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
-__all__ = ["CARNM", "EResidualBlock", "MeanShift"]
+from lightsr.models.base import (
+    ArchDescriptor,
+    Detected,
+    StateDict,
+    has_keys,
+)
+
+__all__ = ["ARCH", "CARNM", "EResidualBlock", "MeanShift"]
 
 _DIV2K_MEAN = (0.4488, 0.4371, 0.4040)
 _SCALES = (2, 3, 4)
@@ -186,3 +195,27 @@ class CARNM(nn.Module):
         o3 = self.c3(c3)
         out = self.upsample(o3, scale) if self.multi_scale else self.upsample(o3)
         return self.add_mean(self.exit(out))
+
+
+def detect(sd: StateDict) -> Detected | None:
+    """CARN-M (official names ``sub_mean.shifter``, ``entry``, ``b{n}.b{m}.body``): the public
+    multi-scale file (``upsample.up{2,3,4}``) or a single-scale one (``upsample.body``). EDSR's
+    mean shift is ``sub_mean`` itself, without ``shifter``."""
+    block = "b1.b1.body."
+    if not has_keys(sd, "sub_mean.shifter.weight", "entry.weight", block + "4.weight"):
+        return None
+    n_feats = sd["entry.weight"].shape[0]
+    config: dict[str, Any] = {
+        "n_feats": n_feats,
+        "group": n_feats // sd[block + "0.weight"].shape[1],
+    }
+    if "upsample.up2.body.0.weight" in sd:  # the public multi-scale model: x4 unless asked
+        return Detected("carn_m", {**config, "multi_scale": True}, 4, scales=(2, 3, 4))
+    first = sd["upsample.body.0.weight"].shape[0] // n_feats
+    scale = 4 if "upsample.body.3.weight" in sd else {4: 2, 9: 3}.get(first)
+    if scale is None:
+        return None
+    return Detected("carn_m", {**config, "multi_scale": False}, scale)
+
+
+ARCH = ArchDescriptor(name="carn_m", build=CARNM, detect=detect, scales=(2, 3, 4))

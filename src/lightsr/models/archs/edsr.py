@@ -23,7 +23,15 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["EDSR"]
+from lightsr.models.base import (
+    ArchDescriptor,
+    Detected,
+    StateDict,
+    count_indices,
+    has_keys,
+)
+
+__all__ = ["ARCH", "EDSR"]
 
 _DIV2K_MEAN = (0.4488, 0.4371, 0.4040)
 
@@ -106,3 +114,30 @@ class EDSR(nn.Module):
         x = self.head(self.sub_mean(x * self.img_range))
         x = self.body(x) + x  # global residual
         return self.add_mean(self.tail(x)) / self.img_range
+
+
+def detect(sd: StateDict) -> Detected | None:
+    """EDSR (official names ``sub_mean``, ``head.0``, ``body.{n}.body``, ``tail``). CARN-M's
+    mean shift is ``sub_mean.shifter``; RCAN's residual groups nest one level deeper
+    (``body.{n}.body.{m}.body``), so ``body.0.body.0.weight`` is EDSR's alone."""
+    needed = ("sub_mean.weight", "head.0.weight", "body.0.body.0.weight", "tail.0.0.weight")
+    if not has_keys(sd, *needed):
+        return None
+    n_feats = sd["head.0.weight"].shape[0]
+    n_resblocks = count_indices(sd, r"body\.(\d+)\.body\.")
+    steps = count_indices(sd, r"tail\.0\.(\d+)\.weight")
+    first = sd["tail.0.0.weight"].shape[0] // n_feats
+    scale = 2**steps if first == 4 else 3 if (first, steps) == (9, 1) else None
+    if scale is None:
+        return None
+    config = {
+        "n_resblocks": n_resblocks,
+        "n_feats": n_feats,
+        "res_scale": 0.1 if (n_resblocks, n_feats) == (32, 256) else 1.0,  # the paper's EDSR
+        # the mean shift's bias is -img_range * mean: 255-range models have |bias| > 1
+        "img_range": 255.0 if float(sd["sub_mean.bias"].abs().max()) > 1.0 else 1.0,
+    }
+    return Detected("edsr", config, scale)
+
+
+ARCH = ArchDescriptor(name="edsr", build=EDSR, detect=detect, scales=(2, 3, 4))

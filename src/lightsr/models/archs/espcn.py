@@ -18,9 +18,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lightsr.models.base import (
+    ArchDescriptor,
+    Detected,
+    StateDict,
+    has_keys,
+    pixelshuffle_scale,
+)
+
 from ._ycbcr import run_on_y
 
-__all__ = ["ESPCN"]
+__all__ = ["ARCH", "ESPCN"]
 
 
 class ESPCN(nn.Module):
@@ -56,3 +64,20 @@ class ESPCN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) RGB in [0, 1] -> (B, 3, rH, rW) RGB (Y from the net, CbCr bicubic)."""
         return run_on_y(self.forward_y, x, self.scale)
+
+
+def detect(sd: StateDict) -> Detected | None:
+    """ESPCN (``first_part.{0,2}``, a sub-pixel conv ``last_part.0`` with r*r channels). FSRCNN
+    shares ``first_part.0`` but has a ``mid_part`` and a transposed-conv ``last_part``."""
+    needed = ("first_part.0.weight", "first_part.2.weight", "last_part.0.weight")
+    if not has_keys(sd, *needed) or any(k.startswith("mid_part.") for k in sd):
+        return None
+    scale = pixelshuffle_scale(sd["last_part.0.weight"].shape[0], ch=1)
+    if scale is None:
+        return None
+    config = {"n1": sd["first_part.0.weight"].shape[0], "n2": sd["first_part.2.weight"].shape[0]}
+    return Detected("espcn", config, scale)
+
+
+#: RGB in and out; the network itself sees the Y channel (CbCr are upscaled bicubically).
+ARCH = ArchDescriptor(name="espcn", build=ESPCN, detect=detect, scales=(2, 3, 4))

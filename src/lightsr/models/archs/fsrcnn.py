@@ -22,9 +22,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lightsr.models.base import (
+    ArchDescriptor,
+    Detected,
+    StateDict,
+    count_indices,
+    has_keys,
+)
+
 from ._ycbcr import run_on_y
 
-__all__ = ["FSRCNN"]
+__all__ = ["ARCH", "FSRCNN"]
 
 
 class FSRCNN(nn.Module):
@@ -62,3 +70,21 @@ class FSRCNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) RGB in [0, 1] -> (B, 3, sH, sW) RGB (Y from the net, CbCr bicubic)."""
         return run_on_y(self.forward_y, x, self.scale)
+
+
+def detect(sd: StateDict) -> Detected | None:
+    """FSRCNN (``first_part``, ``mid_part``, a transposed-conv ``last_part``). ESPCN shares
+    ``first_part.0`` but ends in a conv ``last_part.0`` and has no ``mid_part``."""
+    if not has_keys(sd, "first_part.0.weight", "mid_part.0.weight", "last_part.weight"):
+        return None
+    config = {
+        "d": sd["first_part.0.weight"].shape[0],
+        "s": sd["mid_part.0.weight"].shape[0],
+        "m": count_indices(sd, r"mid_part\.(\d+)\.bias") - 2,
+    }
+    # The transposed conv's stride is the scale: the tensors fit x2, x3 and x4 alike.
+    return Detected("fsrcnn", config, 2, scales=(2, 3, 4))
+
+
+#: RGB in and out; the network itself sees the Y channel (CbCr are upscaled bicubically).
+ARCH = ArchDescriptor(name="fsrcnn", build=FSRCNN, detect=detect, scales=(2, 3, 4))

@@ -23,7 +23,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["IMDB", "IMDN", "CCALayer"]
+from lightsr.models.base import (
+    ArchDescriptor,
+    Detected,
+    StateDict,
+    count_indices,
+    has_keys,
+    pixelshuffle_scale,
+)
+
+__all__ = ["ARCH", "IMDB", "IMDN", "CCALayer"]
 
 _SLOPE = 0.05  # LeakyReLU slope of the official code
 
@@ -117,3 +126,21 @@ class IMDN(nn.Module):
             outs.append(out)
         body = self.LR_conv(self.c(torch.cat(outs, dim=1))) + fea  # global residual
         return self.upsampler(body)
+
+
+def detect(sd: StateDict) -> Detected | None:
+    """IMDN (official names ``fea_conv``, ``IMDB{n}``, ``upsampler.0``). RFDN shares the
+    stem and tail names; its blocks are ``B{n}``, which an IMDN file never has."""
+    if not has_keys(sd, "fea_conv.weight", "IMDB1.c1.weight", "upsampler.0.weight"):
+        return None
+    if any(k.startswith("B1.") for k in sd):
+        return None
+    scale = pixelshuffle_scale(sd["upsampler.0.weight"].shape[0])
+    if scale is None:
+        return None
+    n_modules = count_indices(sd, r"IMDB(\d+)\.")
+    config = {"nf": sd["fea_conv.weight"].shape[0], "num_modules": n_modules}
+    return Detected("imdn", config, scale)
+
+
+ARCH = ArchDescriptor(name="imdn", build=IMDN, detect=detect, scales=(2, 3, 4))

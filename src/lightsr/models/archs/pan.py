@@ -23,7 +23,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["PA", "PAN", "SCPA", "PAConv"]
+from lightsr.models.base import (
+    ArchDescriptor,
+    Detected,
+    StateDict,
+    count_indices,
+    has_keys,
+)
+
+__all__ = ["ARCH", "PA", "PAN", "SCPA", "PAConv"]
 
 _SLOPE = 0.2
 
@@ -127,3 +135,23 @@ class PAN(nn.Module):
         out = self.conv_last(fea)
         base = F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False)
         return out + base
+
+
+def detect(sd: StateDict) -> Detected | None:
+    """PAN (official names ``conv_first``, ``SCPA_trunk.{n}``, ``att1``, ``upconv1``). SwinIR
+    also starts with ``conv_first`` but has no SCPA trunk."""
+    needed = ("conv_first.weight", "SCPA_trunk.0.conv1_a.weight", "att1.conv.weight")
+    if not has_keys(sd, *needed, "upconv1.weight"):
+        return None
+    config = {
+        "nf": sd["conv_first.weight"].shape[0],
+        "unf": sd["upconv1.weight"].shape[0],
+        "nb": count_indices(sd, r"SCPA_trunk\.(\d+)\."),
+    }
+    if "HRconv2.weight" in sd:  # two x2 reconstruction stages
+        return Detected("pan", config, 4)
+    return Detected("pan", config, 2, scales=(2, 3))  # x2 and x3 have the same tensors
+
+
+#: fp16: the DF2K weights' activations reach 1e11 in float32 (far past float16's 65504).
+ARCH = ArchDescriptor(name="pan", build=PAN, detect=detect, scales=(2, 3, 4), supports_fp16=False)

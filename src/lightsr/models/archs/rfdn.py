@@ -24,7 +24,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["RFDB", "RFDN", "ESAFull"]
+from lightsr.models.base import (
+    ArchDescriptor,
+    Detected,
+    StateDict,
+    count_indices,
+    has_keys,
+    pixelshuffle_scale,
+)
+
+__all__ = ["ARCH", "RFDB", "RFDN", "ESAFull"]
 
 _SLOPE = 0.05
 
@@ -132,3 +141,20 @@ class RFDN(nn.Module):
             outs.append(out)
         body = self.LR_conv(self.c(torch.cat(outs, dim=1))) + fea  # global residual
         return self.upsampler(body) / self.img_range
+
+
+def detect(sd: StateDict) -> Detected | None:
+    """RFDN (official names ``fea_conv``, ``B{n}.c1_d``, ``B{n}.esa.conv_max``). IMDN shares
+    the stem and tail names; its blocks are ``IMDB{n}``, which an RFDN file never has. RLFN's
+    ESA lives in ``block_{n}``, under a ``conv_1`` stem."""
+    needed = ("fea_conv.weight", "B1.c1_d.weight", "B1.esa.conv_max.weight", "upsampler.0.weight")
+    if not has_keys(sd, *needed) or any(k.startswith("IMDB1.") for k in sd):
+        return None
+    scale = pixelshuffle_scale(sd["upsampler.0.weight"].shape[0])
+    if scale is None:
+        return None
+    config = {"nf": sd["fea_conv.weight"].shape[0], "num_modules": count_indices(sd, r"B(\d+)\.")}
+    return Detected("rfdn", config, scale)
+
+
+ARCH = ArchDescriptor(name="rfdn", build=RFDN, detect=detect, scales=(2, 3, 4))

@@ -24,7 +24,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ESA", "RLFB", "RLFN"]
+from lightsr.models.base import (
+    ArchDescriptor,
+    Detected,
+    StateDict,
+    count_indices,
+    has_keys,
+    pixelshuffle_scale,
+)
+
+__all__ = ["ARCH", "ESA", "RLFB", "RLFN"]
 
 _SLOPE = 0.05
 
@@ -127,3 +136,25 @@ class RLFN(nn.Module):
             out = getattr(self, f"block_{i + 1}")(out)
         out = self.conv_2(out) + fea  # global residual
         return self.upsampler(out) / self.img_range
+
+
+def detect(sd: StateDict) -> Detected | None:
+    """RLFN and RLFN-S (official names ``conv_1``, ``block_{n}.c1_r``, ``block_{n}.esa``).
+    Never an IMDN/RFDN file (their stem is ``fea_conv``), nor SPAN's re-parameterised
+    ``conv_1.eval_conv``."""
+    needed = ("conv_1.weight", "block_1.c1_r.weight", "block_1.esa.conv1.weight")
+    if not has_keys(sd, *needed, "upsampler.0.weight") or "fea_conv.weight" in sd:
+        return None
+    scale = pixelshuffle_scale(sd["upsampler.0.weight"].shape[0])
+    if scale is None:
+        return None
+    config = {
+        "feature_channels": sd["conv_1.weight"].shape[0],
+        "mid_channels": sd["block_1.c1_r.weight"].shape[0],
+        "esa_channels": sd["block_1.esa.conv1.weight"].shape[0],
+        "n_blocks": count_indices(sd, r"block_(\d+)\."),
+    }
+    return Detected("rlfn", config, scale)
+
+
+ARCH = ArchDescriptor(name="rlfn", build=RLFN, detect=detect, scales=(2, 3, 4))

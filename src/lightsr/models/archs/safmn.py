@@ -39,7 +39,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lightsr.models.base import (
+    ArchDescriptor,
+    Detected,
+    StateDict,
+    count_indices,
+    has_keys,
+    pixelshuffle_scale,
+)
+
 __all__ = [
+    "ARCH",
     "CCM",
     "SAFM",
     "SAFMN",
@@ -416,3 +426,37 @@ class SAFMN(nn.Module):
         x = self.to_feat(x)
         x = self.feats(x) + x  # global residual around the body
         return self.to_img(x)
+
+
+def detect(sd: StateDict) -> Detected | None:
+    """The paper's SAFMN and SAFMN-L (official names): channel LayerNorms (``norm1``), a SAFM
+    with aggregation, the CCM. Not the NTIRE 2023 entry (a GRN ``norm.gamma``, no LayerNorm)
+    nor SAFMN++ (``feats.N.conv1.proj``). Ablation variants are not recognised from shapes;
+    lightsr's own files name them in their metadata."""
+    needed = (
+        "to_feat.weight",
+        "to_img.0.weight",
+        "feats.0.norm1.weight",
+        "feats.0.safm.aggr.weight",
+        "feats.0.ccm.ccm.0.weight",
+    )
+    if not has_keys(sd, *needed) or "norm.gamma" in sd or "feats.0.conv1.proj.weight" in sd:
+        return None
+    scale = pixelshuffle_scale(sd["to_img.0.weight"].shape[0])
+    if scale is None:
+        return None
+    dim = sd["to_feat.weight"].shape[0]
+    hidden = sd["feats.0.ccm.ccm.0.weight"].shape[0]
+    n_blocks = count_indices(sd, r"feats\.(\d+)\.")
+    config = {"dim": dim, "n_blocks": n_blocks, "ffn_scale": hidden / dim}
+    return Detected("safmn", config, scale)
+
+
+ARCH = ArchDescriptor(
+    name="safmn",
+    build=SAFMN,
+    detect=detect,
+    scales=(2, 3, 4),
+    size_multiple=SIZE_MULTIPLE,
+    supports_fp16=True,
+)

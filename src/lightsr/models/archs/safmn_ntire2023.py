@@ -30,7 +30,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["GRN", "MIN_SIZE", "SAFMNNTIRE2023"]
+from lightsr.models.base import (
+    ArchDescriptor,
+    Detected,
+    StateDict,
+    count_indices,
+    has_keys,
+    pixelshuffle_scale,
+)
+
+__all__ = ["ARCH", "GRN", "MIN_SIZE", "SAFMNNTIRE2023"]
 
 #: Deepest pooling is by 2**4 (branch 3 at level i + 1): the smallest side that runs as is.
 MIN_SIZE = 16
@@ -145,3 +154,24 @@ class SAFMNNTIRE2023(nn.Module):
         base = F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False)
         y = self.to_img(self.feats(self.norm(self.to_feat(x)))) + base
         return y[..., : h * self.scale, : w * self.scale]
+
+
+def detect(sd: StateDict) -> Detected | None:
+    """SAFMN's NTIRE 2023 entry: a GRN (``norm.gamma``) before the blocks and no LayerNorm in
+    them (the paper's SAFMN has ``feats.N.norm1``)."""
+    needed = ("norm.gamma", "to_feat.weight", "feats.0.safm.aggr.weight", "to_img.0.weight")
+    if not has_keys(sd, *needed) or "feats.0.norm1.weight" in sd:
+        return None
+    scale = pixelshuffle_scale(sd["to_img.0.weight"].shape[0])
+    if scale is None:
+        return None
+    dim = sd["to_feat.weight"].shape[0]
+    config = {
+        "dim": dim,
+        "n_blocks": count_indices(sd, r"feats\.(\d+)\."),
+        "ffn_scale": sd["feats.0.ccm.ccm.0.weight"].shape[0] / dim,
+    }
+    return Detected("safmn_ntire2023", config, scale)
+
+
+ARCH = ArchDescriptor(name="safmn_ntire2023", build=SAFMNNTIRE2023, detect=detect, scales=(4,))

@@ -26,7 +26,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["MIN_SIZE", "SAFMNPP", "SimpleSAFM"]
+from lightsr.models.base import (
+    ArchDescriptor,
+    Detected,
+    StateDict,
+    count_indices,
+    has_keys,
+    pixelshuffle_scale,
+)
+
+__all__ = ["ARCH", "MIN_SIZE", "SAFMNPP", "SimpleSAFM"]
 
 #: The pooled branch is pooled by 8: the smallest side that runs as is.
 MIN_SIZE = 8
@@ -114,3 +123,26 @@ class SAFMNPP(nn.Module):
         base = F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False)
         y = self.to_img(self.feats(self.to_feat(x))) + base
         return y[..., : h * self.scale, : w * self.scale]
+
+
+def detect(sd: StateDict) -> Detected | None:
+    """SAFMN++ (NTIRE 2024): ``feats.N.conv1.proj`` with a depth-wise conv on a third of the
+    channels, and a two-conv CCM ``conv2.conv1``/``conv2.conv2``. Light SAFMN++ has
+    ``conv2.conv.0`` and a half-width depth-wise conv; SAFMNv3 has no ``conv1.proj``."""
+    needed = ("to_feat.weight", "feats.0.conv1.proj.weight", "feats.0.conv2.conv1.weight")
+    if not has_keys(sd, *needed, "to_img.0.weight") or "feats.0.conv2.conv.0.weight" in sd:
+        return None
+    scale = pixelshuffle_scale(sd["to_img.0.weight"].shape[0])
+    dim = sd["to_feat.weight"].shape[0]
+    if scale is None or sd["feats.0.conv1.dwconv.weight"].shape[0] != dim // 3:
+        return None
+    hidden = sd["feats.0.conv2.conv1.weight"].shape[0]
+    n_blocks = count_indices(sd, r"feats\.(\d+)\.")
+    config = {"dim": dim, "n_blocks": n_blocks, "ffn_scale": hidden / dim}
+    return Detected("safmnpp", config, scale)
+
+
+#: fp16: the NTIRE 2024 weights' activations reach 1e29 in float32.
+ARCH = ArchDescriptor(
+    name="safmnpp", build=SAFMNPP, detect=detect, scales=(4,), supports_fp16=False
+)

@@ -17,20 +17,28 @@ inside ``forward`` (as the official code does) and the output is cropped back.
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lightsr.models.base import ArchDescriptor, Detected, StateDict, has_keys, pixelshuffle_scale
+
 __all__ = [
+    "ARCH",
     "Mlp",
     "SwinIR",
     "SwinIRSkeleton",
     "SwinLayer",
     "WindowAttention",
+    "detect",
     "relative_position_index",
     "shifted_window_mask",
+    "swin_skeleton_config",
     "window_partition",
     "window_reverse",
 ]
@@ -390,3 +398,60 @@ class SwinIR(SwinIRSkeleton):
                 embed_dim, window_size=window_size, num_heads=num_heads
             ),
         )
+
+
+#: The first attention layer's prefix in SwinIR's (and UPS's) official parameter names.
+FIRST_LAYER = "layers.0.residual_group.blocks.0."
+
+
+def swin_skeleton_config(sd: StateDict) -> tuple[dict[str, Any], int] | None:
+    """The config and scale of a :class:`SwinIRSkeleton` state dict (what SwinIR and UPS share):
+    ``conv_first``, ``conv_after_body``, a one-step ``upsample.0`` and window attention with a
+    relative position bias. None when the tensors are not such a network."""
+    needed = ("conv_first.weight", "conv_after_body.weight", "upsample.0.weight")
+    table_key = FIRST_LAYER + "attn.relative_position_bias_table"
+    if not has_keys(sd, *needed, table_key, FIRST_LAYER + "mlp.fc1.weight"):
+        return None
+    scale = pixelshuffle_scale(sd["upsample.0.weight"].shape[0])
+    if scale is None:
+        return None
+    dim = sd["conv_first.weight"].shape[0]
+    groups = {int(m.group(1)) for k in sd if (m := re.match(r"layers\.(\d+)\.", k))}
+    depths = [
+        len(
+            {
+                int(m.group(1))
+                for k in sd
+                if (m := re.match(rf"layers\.{g}\.residual_group\.blocks\.(\d+)\.", k))
+            }
+        )
+        for g in sorted(groups)
+    ]
+    table = sd[table_key]
+    ws = (math.isqrt(table.shape[0]) + 1) // 2
+    config: dict[str, Any] = {
+        "embed_dim": dim,
+        "depths": depths,
+        "num_heads": table.shape[1],
+        "window_size": ws,
+        "mlp_ratio": sd[FIRST_LAYER + "mlp.fc1.weight"].shape[0] / dim,
+    }
+    masks = [v for k, v in sd.items() if k.endswith(".attn_mask")]
+    if masks:  # sized for the training patch: (img_size / ws)^2 windows
+        config["img_size"] = math.isqrt(masks[0].shape[0]) * ws
+    return config, scale
+
+
+def detect(sd: StateDict) -> Detected | None:
+    """SwinIR-light (official names): the skeleton with a fused ``attn.qkv`` projection per
+    layer. UPS has the same skeleton but no ``qkv`` (a shared or per-layer ``qk``)."""
+    if FIRST_LAYER + "attn.qkv.weight" not in sd:
+        return None
+    found = swin_skeleton_config(sd)
+    return None if found is None else Detected("swinir", *found)
+
+
+#: size_multiple: the named models' window (8); an instance sets its own ``window_size``.
+#: fp16 (autocast): no known problem (checked on random weights; no reference weights here).
+#: ONNX export in float16 is a different matter (see lightsr.inference.onnx).
+ARCH = ArchDescriptor(name="swinir", build=SwinIR, detect=detect, size_multiple=8)

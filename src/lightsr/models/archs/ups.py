@@ -30,9 +30,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .swinir import SwinIRSkeleton, relative_position_index
+from lightsr.models.base import ArchDescriptor, Detected, StateDict
 
-__all__ = ["SIMILARITIES", "UPS", "UPSAttention"]
+from .swinir import FIRST_LAYER, SwinIRSkeleton, relative_position_index, swin_skeleton_config
+
+__all__ = ["ARCH", "SIMILARITIES", "UPS", "UPSAttention", "detect"]
 
 SIMILARITIES = ("cosine-relu", "cosine-softmax", "dot-relu", "dot-softmax")
 
@@ -202,3 +204,31 @@ class UPS(SwinIRSkeleton):
 
     def shared_projection(self) -> torch.Tensor | None:
         return self.shared_proj
+
+
+def detect(sd: StateDict) -> Detected | None:
+    """UPS: the SwinIR skeleton whose attention has no ``qkv`` but one shared projection
+    ``shared_proj`` (or, in the per-layer ablation, ``attn.qk`` in every layer)."""
+    if FIRST_LAYER + "attn.qkv.weight" in sd:  # SwinIR
+        return None
+    shared = "shared_proj" in sd
+    proj = sd["shared_proj"] if shared else sd.get(FIRST_LAYER + "attn.qk")
+    found = swin_skeleton_config(sd) if proj is not None else None
+    if found is None:
+        return None
+    config, scale = found
+    config.update(
+        proj_dim=proj.shape[1],
+        shared_projection=shared,
+        v_proj=FIRST_LAYER + "attn.v.weight" in sd,
+        # Shapes cannot tell cosine-relu from dot-relu/dot-softmax; lightsr's own files carry the
+        # exact config as metadata, which takes precedence (see load_checkpoint).
+        similarity="cosine-softmax" if FIRST_LAYER + "attn.logit_scale" in sd else "cosine-relu",
+    )
+    return Detected("ups", config, scale)
+
+
+#: size_multiple: the named models' window (8); an instance sets its own ``window_size``.
+#: fp16 (autocast): checked on the bundled UPS-S x4 weights. ONNX export in float16 is a
+#: different matter (see lightsr.inference.onnx).
+ARCH = ArchDescriptor(name="ups", build=UPS, detect=detect, size_multiple=8)
