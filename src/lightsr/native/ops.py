@@ -61,6 +61,7 @@ applies); a second pool would spin against torch's on every call.
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import os
 import platform
@@ -70,8 +71,10 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -540,7 +543,24 @@ def _nchw(t: torch.Tensor) -> torch.Tensor:
     return t.permute(0, 3, 1, 2) if t.dim() == 4 else t
 
 
-@torch.library.custom_op("lightsr::ccm_f43", mutates_args=(), device_types="cpu")
+def _custom_op(fn: Callable[..., Any]) -> Any:
+    """Register ``fn`` as the torch custom op ``lightsr::<its name>`` and return its caller.
+
+    ``torch.compile`` graphs call the op (one opaque kernel); eager runs call ``fn`` directly,
+    because a custom op's first eager call imports ``torch._dynamo`` (about 2 s of a one-image
+    ``lightsr upscale``). The op itself is the caller's ``op`` attribute.
+    """
+    op = torch.library.custom_op(f"lightsr::{fn.__name__}", mutates_args=(), device_types="cpu")(fn)
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return op(*args, **kwargs) if torch.compiler.is_compiling() else fn(*args, **kwargs)
+
+    call.op = op  # type: ignore[attr-defined]
+    return call
+
+
+@_custom_op
 def ccm_f43(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -573,7 +593,7 @@ def ccm_f43(
     return _nchw(out), _nchw(yn)
 
 
-@torch.library.custom_op("lightsr::safm_out", mutates_args=(), device_types="cpu")
+@_custom_op
 def safm_out(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -610,7 +630,7 @@ def safm_out(
     return _nchw(xo), _nchw(yo)
 
 
-@torch.library.custom_op("lightsr::safmn_block", mutates_args=(), device_types="cpu")
+@_custom_op
 def safmn_block(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -649,7 +669,7 @@ def safmn_block(
     return _nchw(out), _nchw(yn)
 
 
-@torch.library.custom_op("lightsr::conv3x3_f43", mutates_args=(), device_types="cpu")
+@_custom_op
 def conv3x3_f43(
     x: torch.Tensor, u: torch.Tensor, b: torch.Tensor, channels: int, shuffle: int = 0
 ) -> torch.Tensor:
@@ -677,7 +697,7 @@ def conv3x3_f43(
     return out if shuffle else out.permute(0, 3, 1, 2)
 
 
-@torch.library.custom_op("lightsr::pool_levels", mutates_args=(), device_types="cpu")
+@_custom_op
 def pool_levels(y: torch.Tensor, levels: int) -> list[torch.Tensor]:
     """The SAFM's max-pooled levels 1 .. levels - 1 of ``y`` (B, C, H, W), float32 CPU.
 
@@ -699,7 +719,7 @@ def _like(x: torch.Tensor) -> torch.Tensor:
     return torch.empty_like(x, memory_format=torch.channels_last)
 
 
-@ccm_f43.register_fake
+@ccm_f43.op.register_fake
 def _(
     x: torch.Tensor, y: torch.Tensor, ccm: list[torch.Tensor], next_norm: list[torch.Tensor],
     eps: float,
@@ -707,12 +727,12 @@ def _(
     return _like(x), (_like(x) if next_norm else x.new_empty(0))
 
 
-@safm_out.register_fake
+@safm_out.op.register_fake
 def _(x: torch.Tensor, y: torch.Tensor, *args: object) -> tuple[torch.Tensor, torch.Tensor]:
     return _like(x), _like(x)
 
 
-@safmn_block.register_fake
+@safmn_block.op.register_fake
 def _(
     x: torch.Tensor, y: torch.Tensor, levels: list[torch.Tensor], safm: list[torch.Tensor],
     eps: float, ccm: list[torch.Tensor], next_norm: list[torch.Tensor], next_eps: float,
@@ -720,7 +740,7 @@ def _(
     return _like(x), (_like(x) if next_norm else x.new_empty(0))
 
 
-@conv3x3_f43.register_fake
+@conv3x3_f43.op.register_fake
 def _(
     x: torch.Tensor, u: torch.Tensor, b: torch.Tensor, channels: int, shuffle: int = 0
 ) -> torch.Tensor:
@@ -730,7 +750,7 @@ def _(
     return x.new_empty(n, h, w, channels).permute(0, 3, 1, 2)
 
 
-@pool_levels.register_fake
+@pool_levels.op.register_fake
 def _(y: torch.Tensor, levels: int) -> list[torch.Tensor]:
     n, c, h, w = y.shape
     k = c // max(1, levels)
