@@ -111,7 +111,7 @@ def test_pixel_limit_checked_before_decoding(tmp_path: Path) -> None:
 
 def test_outputs_get_the_usual_file_mode(tmp_path: Path) -> None:
     """Atomic writes use mkstemp (0600); outputs must end up 0666 minus the umask."""
-    from lightsr.inference.io import new_file_mode
+    from lightsr.files import new_file_mode
     from lightsr.models.checkpoint import save_safetensors
 
     old = os.umask(0o022)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from lightsr.errors import ImageError
+from lightsr.files import atomic_path
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -231,17 +231,6 @@ def _check_complete(path: Path) -> None:
         raise ImageError(f"{path}: JPEG file is truncated (no end-of-image marker)")
 
 
-def new_file_mode() -> int:
-    """The permissions ``open(path, "w")`` would give a new file here (0o666 minus the umask).
-
-    Atomic writes go through :func:`tempfile.mkstemp`, which creates 0600 files; outputs get
-    this mode before the rename so they are as readable as any other file the user makes.
-    """
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
 def write_image(
     path: str | os.PathLike[str],
     img: np.ndarray,
@@ -295,14 +284,6 @@ def write_image(
         data = _embed_png(data, metadata)
     elif metadata is not None and ext in (".jpg", ".jpeg"):
         data = _embed_jpeg(data, metadata)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f"{ext}.part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, new_file_mode())  # mkstemp makes 0600; a plain open() would not
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, suffix=f"{ext}.part") as tmp:
+        tmp.write_bytes(data)
     return path

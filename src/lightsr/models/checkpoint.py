@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -26,7 +25,7 @@ import torch
 from torch import nn
 
 from lightsr.errors import CheckpointError
-from lightsr.inference.io import new_file_mode
+from lightsr.files import atomic_path
 from lightsr.models.base import Detected
 from lightsr.models.detect import detect_arch
 from lightsr.models.registry import build_arch
@@ -293,14 +292,6 @@ def save_safetensors(
         **dict(extra or {}),
     }
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.chmod(tmp, new_file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
     return path

@@ -55,6 +55,7 @@ import torch.distributed as dist
 from torch import nn
 
 from lightsr.errors import LightSRError
+from lightsr.files import atomic_path
 from lightsr.runtime import PRECISIONS, resolve_device
 from lightsr.training.config import (
     UNSET,
@@ -191,29 +192,13 @@ def _restore_rng(state: dict[str, Any]) -> None:
 
 
 def save_atomic(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, fsync, then ``os.replace``.
+    """``torch.save`` through :func:`lightsr.files.atomic_path` (temporary file, fsync, rename).
 
     Readers (and a crash at any moment) see the old file or the complete new one. Temporary
     files start with ``.`` and end in ``.tmp``.
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:  # pragma: no cover - some filesystems refuse fsync on folders
-        pass
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
 
 
 def _periodic_checkpoints(ckpt_dir: Path) -> list[tuple[int, Path]]:
