@@ -77,3 +77,25 @@ def test_pyproject_license_is_an_spdx_string() -> None:
     assert re.search(r'^license = "Apache-2.0"$', text, re.M)
     assert re.search(r'^requires = \["setuptools>=77', text, re.M)
     assert re.search(r'^    "scipy>=', text, re.M)
+
+
+def test_sub_packages_import_only_downwards() -> None:
+    """ARCHITECTURE.md's layering: cli > training > evaluation > inference > native > models >
+    runtime, files, errors. A module-level or local ``from lightsr.X import`` may only go down."""
+    import ast
+    from pathlib import Path
+
+    order = ["errors", "files", "runtime", "models", "native", "inference", "evaluation"]
+    order += ["training", "cli"]
+    rank = {name: i for i, name in enumerate(order)}
+    src = Path(lightsr.__file__).resolve().parent
+    upward = []
+    for path in sorted(src.rglob("*.py")):
+        me = path.relative_to(src).parts[0].removesuffix(".py")
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                parts = node.module.split(".")
+                if parts[0] == "lightsr" and len(parts) > 1 and me in rank:
+                    if rank.get(parts[1], -1) > rank[me]:
+                        upward.append(f"{path.relative_to(src)}:{node.lineno} -> {node.module}")
+    assert not upward, "imports against the layering: " + ", ".join(upward)
