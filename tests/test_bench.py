@@ -196,6 +196,7 @@ def test_runtime_smoke() -> None:
     rt = measure_runtime(nn.Conv2d(3, 3, 3, padding=1), (16, 16), device="cpu", runs=2, warmup=0)
     assert len(rt.times_ms) == 2 and rt.min_ms <= rt.median_ms <= rt.max_ms
     assert rt.peak_mem_mb is None or rt.peak_mem_mb > 0
+    assert rt.path == "plain"  # no fast path for a bare convolution
     with pytest.raises(LightSRError, match="--runs"):
         measure_runtime(nn.Identity(), (8, 8), device="cpu", runs=0)
 
@@ -220,12 +221,34 @@ def test_cli_timed_on_a_small_input(capsys: pytest.CaptureFixture[str]) -> None:
     assert rec["input_size"] == [32, 24] and rec["output_size"] == [128, 96]
     assert rec["runs"] == 2 and rec["latency_ms"] > 0
     assert rec["device"] == "cpu" and rec["precision"] == "fp32"
+    assert rec["path"].startswith("fast (")  # what `lightsr upscale` runs by default
+
+
+def _fast_label() -> str:
+    from lightsr.native.ops import unavailable_reason
+
+    return "fast (native kernels)" if unavailable_reason() is None else "fast (PyTorch)"
+
+
+def test_the_timed_path_is_upscale_s_unless_no_fast(capsys: pytest.CaptureFixture[str]) -> None:
+    opts = ["--input-size", "16x16", "--device", "cpu", "--runs", "1", "--warmup", "0"]
+    assert main(["bench", "safmn-x4-blocks4", "safmn-x4-no-ccm", *opts, "--json"]) == 0
+    fast, ablation = json.loads(capsys.readouterr().out)
+    assert fast["path"] == _fast_label()
+    assert ablation["path"] == "plain"  # no fast path for this variant
+    assert main(["bench", "safmn-x4-blocks4", *opts, "--markdown", "--no-fast"]) == 0
+    md = capsys.readouterr().out
+    assert "| convs | path | latency ms (min-max) |" in md.splitlines()[0]
+    assert "| 0.03 | 0.06 | 0.18 | 30 | plain |" in md  # counts: the plain model's either way
+    assert (fast["convs"], round(fast["flops_g"], 2), round(fast["acts_m"], 2)) == (30, 0.03, 0.18)
+    assert "'plain' the eager model (--no-fast" in md
 
 
 def test_cli_table_and_markdown(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "safmn-x4-no-ccm", "--no-latency"]) == 0
     out = capsys.readouterr().out
     assert "safmn-x4-no-ccm" in out and "1 multiply-add = 1 FLOP" in out
+    assert "path" not in out.splitlines()[1]  # not timed: no path column
     md = to_markdown([bench("safmn-x4-no-ccm", timing=False)])
     assert md.splitlines()[0].startswith("| model | scale | input | params | FLOPs G")
     assert "| safmn-x4-no-ccm | x4 | 320x180 | 30,720 | 1.61 |" in md

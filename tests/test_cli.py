@@ -70,7 +70,9 @@ def test_batch_goes_on_past_bad_images(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["upscale", "x.png", "--tile", "0"], "--tile"),
+        (["upscale", "x.png", "--tile", "0"], "tile: expected a whole number >= 1"),
+        (["upscale", "x.png", "--tile-overlap", "-1"], "tile_overlap: expected"),
+        (["upscale", "x.png", "--outscale", "0"], "outscale: expected a number > 0"),
         (["upscale", "x.png", "--precision", "fp8"], "--precision"),
         (
             ["upscale", "x.png", "--weights", "/nonexistent/w.pth"],
@@ -137,3 +139,67 @@ def test_models_and_inspect(capsys) -> None:
     assert main(["inspect", weights(), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["arch"] == "safmn" and info["scale"] == 2 and info["params"] == 227_820
+
+
+def _tiny(path: Path, size: tuple[int, int] = (12, 16)) -> Path:
+    write_image(path, np.random.default_rng(0).integers(0, 256, (*size, 3), dtype=np.uint8))
+    return path
+
+
+def test_rerun_on_a_folder_piped_output_and_errors_once(tmp_path: Path) -> None:
+    """Earlier outputs are left out (and said so), a file per line when stdout is not a
+    terminal, each failure once on stderr."""
+    d = tmp_path / "photos"
+    _tiny(d / "a.png")
+    _tiny(d / "a_x4.png")  # what an earlier run wrote
+    _tiny(d / "b.jpg")
+    (d / "c_bad.png").write_text("not an image")
+    proc = run_cli("upscale", str(d), "--no-fast")  # bundled x4 model; stdout is a pipe
+    assert proc.returncode == 1, proc.stderr
+    assert "skipped 1 earlier output (*_x4.*); --include-outputs to process them" in proc.stderr
+    assert "2 done, 0 skipped, 1 failed" in proc.stderr
+    assert not (d / "a_x4_x4.png").exists()
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 2, proc.stdout
+    assert lines[0].startswith(f"[1/3] {d / 'a.png'} -> {d / 'a_x4.png'} 64x48 ")
+    assert lines[0].endswith(" s") and lines[1].startswith(f"[2/3] {d / 'b.jpg'} -> ")
+    bad = [ln for ln in proc.stderr.splitlines() if "c_bad.png" in ln]
+    assert len(bad) == 1 and bad[0].startswith("error: ") and "c_bad.png" not in proc.stdout
+
+
+def test_include_outputs_and_quiet(tmp_path: Path, capsys) -> None:
+    _tiny(tmp_path / "a.png")
+    _tiny(tmp_path / "a_x4.png")
+    assert main(["upscale", str(tmp_path), "-q"]) == 0
+    out, err = capsys.readouterr()
+    assert out == "" and "skipped 1 earlier output" in err and "1 done" in err  # -q: no lines
+    assert not (tmp_path / "a_x4_x4.png").exists()
+    assert main(["upscale", str(tmp_path), "--include-outputs", "-q"]) == 0
+    assert "2 done" in capsys.readouterr().err and (tmp_path / "a_x4_x4.png").exists()
+
+
+def test_image_name_output_for_several_inputs_is_a_usage_error(tmp_path: Path) -> None:
+    _tiny(tmp_path / "five" / "a.png")
+    _tiny(tmp_path / "five" / "b.png")
+    proc = run_cli("upscale", str(tmp_path / "five"), "-o", str(tmp_path / "single.png"))
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "single.png is an image file name" in proc.stderr
+    assert not (tmp_path / "single.png").exists()
+
+
+def test_upscale_help_says_what_the_models_are_for(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["upscale", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "trained on clean (bicubic-downscaled) images" in text
+    assert "amplify JPEG blocks and sensor noise" in text and "is planned" in text
+    assert "--include-outputs" in text and "photo_x4.png when photo.png is an input too" in text
+
+
+def test_eval_table_title_is_one_line(tmp_path: Path, capsys) -> None:
+    _tiny(tmp_path / "hr" / "a.png", (24, 24))
+    argv = ["eval", "--model", "bicubic-rgb", "--scale", "2", "--datasets", str(tmp_path / "hr")]
+    assert main([*argv, "--degrade", "jpeg:40", "-q"]) == 0
+    lines = [ln.strip() for ln in capsys.readouterr().out.splitlines()]
+    assert lines[0] == "bicubic-rgb x2"
+    assert any(ln.startswith("PSNR/SSIM on Y, border 2 px cropped") for ln in lines)

@@ -26,9 +26,9 @@ __version__ = "0.1.0"
 
 #: Public name -> the module that defines it.
 _EXPORTS = {
-    "MODELS": "lightsr.models.registry",
+    "MODELS": "lightsr.models.catalog",
     "build_model": "lightsr.models.registry",
-    "detect_arch": "lightsr.models.checkpoint",
+    "detect_arch": "lightsr.models.detect",
     "load_checkpoint": "lightsr.models.checkpoint",
     "read_state_dict": "lightsr.models.checkpoint",
     "save_safetensors": "lightsr.models.checkpoint",
@@ -39,6 +39,7 @@ _EXPORTS = {
     "load_model": "lightsr.inference.upscaler",
     "read_image": "lightsr.inference.io",
     "write_image": "lightsr.inference.io",
+    "upscale_files": "lightsr.inference.batch",
 }
 
 #: Modules of the flat layout before 0.2, kept importable under their old names for one release

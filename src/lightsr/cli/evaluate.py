@@ -14,7 +14,7 @@ from lightsr.errors import LightSRError
 from lightsr.inference import DEFAULT_TILE_OVERLAP
 
 
-def eval(args: argparse.Namespace) -> int:
+def run_eval(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from lightsr.evaluation.evaluate import (
@@ -90,8 +90,16 @@ def eval(args: argparse.Namespace) -> int:
         from rich.console import Console
         from rich.table import Table
 
-        extra = f", LR degraded: {','.join(args.degrade)}" if args.degrade else ""
-        table = Table(title=f"{name} x{scale} (PSNR/SSIM on Y, border {scale} cropped{extra})")
+        extra = f"; LR degraded: {', '.join(args.degrade)}" if args.degrade else ""
+        # A short title on one line (as wide as the table must be); the details as a caption.
+        title = f"{name} x{scale}"
+        table = Table(
+            title=title,
+            title_justify="left",
+            caption=f"PSNR/SSIM on Y, border {scale} px cropped{extra}",
+            caption_justify="left",
+            min_width=len(title) + 4,
+        )
         for col in ("dataset", "images", "PSNR", "SSIM", "time"):
             table.add_column(col, justify="left" if col == "dataset" else "right")
         for r in results:
@@ -140,4 +148,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     fmt.add_argument("--csv", action="store_true", help="print CSV")
     fmt.add_argument("--markdown", action="store_true", help="print a Markdown table")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=eval)
+    p.set_defaults(func=run_eval)

@@ -31,6 +31,15 @@ challenges), printed by ``lightsr bench`` next to the numbers:
 - **Latency.** ``runs`` timed forward passes after ``warmup`` untimed ones, in eval and
   inference mode, one image per batch; CUDA is synchronised before each clock reading. The
   median and the spread (min, max, inter-quartile range) are reported in milliseconds.
+  What is timed is the path ``lightsr upscale`` runs by default (``path`` in the results):
+  the fast path (:class:`lightsr.native.fast.FastSAFMN` through
+  :class:`~lightsr.inference.upscaler.Upscaler`, the input padded to its size multiple as
+  ``upscale`` pads it; ``"fast (native kernels)"`` for float32 on CPUs with lightsr's kernels,
+  else ``"fast (PyTorch)"``) where the model has one, else (or with ``fast=False``,
+  ``--no-fast``) the plain eager model (``"plain"``). On the CPU the fast path is timed
+  without ``torch.compile`` (a single image never compiles: ``compile="auto"``); on CUDA it
+  captures a CUDA graph at a shape's second call, as ``upscale`` does for a batch (the
+  path then says so). Counting always uses the plain model, as the papers do.
 - **Peak memory** (MB = 2**20 bytes). On CUDA: ``torch.cuda.max_memory_allocated`` over one
   forward pass after resetting the peak (the paper's Table 2 method: weights, input,
   activations, output and workspaces held by the caching allocator). On the CPU (Linux): the
@@ -59,7 +68,6 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +78,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from lightsr.errors import LightSRError
+from lightsr.models.registry import size_multiple
 from lightsr.models.resolve import resolve_model
 from lightsr.runtime import precision_dtype, resolve_device
 
@@ -291,7 +300,7 @@ def count_complexity(
     """
     w, h = input_size
     sizes = [(w, h)]
-    multiple = int(getattr(model, "size_multiple", 1))
+    multiple = size_multiple(model)
     if multiple > 1 and (w % multiple or h % multiple):
         sizes.append((-(-w // multiple) * multiple, -(-h // multiple) * multiple))
     devices = [torch.device(device)]
@@ -327,6 +336,8 @@ class Runtime:
         warmup: untimed runs before them.
         peak_mem_mb: peak memory in MB (2**20 bytes), or None where it cannot be measured.
         mem_method: how ``peak_mem_mb`` was measured.
+        path: what ran: ``"fast (native kernels)"``, ``"fast (PyTorch)"`` (either with
+            ``", CUDA graph"`` when one was replayed) or ``"plain"`` (the eager model).
     """
 
     device: str
@@ -335,6 +346,7 @@ class Runtime:
     warmup: int
     peak_mem_mb: float | None
     mem_method: str
+    path: str = "plain"
 
     @property
     def median_ms(self) -> float:
@@ -427,6 +439,41 @@ def _cpu_peak_mb(
     return (max(increases) + resident_bytes) / 2**20, method
 
 
+def _fast_upscaler(model: nn.Module, device: torch.device, precision: str) -> Any:
+    """The :class:`~lightsr.inference.upscaler.Upscaler` fast path ``upscale`` would run for
+    ``model`` (on a copy: ``model`` is left as it is), or None when the model has none."""
+    from lightsr.inference.upscaler import Upscaler
+    from lightsr.native.fast import fast_unsupported_reason
+
+    if fast_unsupported_reason(model) is not None:
+        return None
+    up = Upscaler(
+        copy.deepcopy(model),
+        scale=int(getattr(model, "scale", 1)),
+        name=type(model).__name__,
+        arch=type(model).__name__.lower(),
+        config={},
+        device=device,
+        precision=precision,
+        fast=True,
+        # A single image never compiles on the CPU; a batch replays CUDA graphs on CUDA.
+        compile="auto" if device.type == "cuda" else "off",
+    )
+    up.model.to("cpu")  # only the fast module runs: keep the plain copy out of device memory
+    return up
+
+
+def _path_label(up: Any) -> str:
+    """``"fast (native kernels)"``, ``"fast (PyTorch)"`` (+ ``", CUDA graph"``) or ``"plain"``."""
+    if up is None or up.runner is None:
+        return "plain"
+    native = bool(getattr(up.runner.module, "native", False)) and up.device.type == "cpu"
+    label = "fast (native kernels" if native else "fast (PyTorch"
+    if up.runner.compiled_shapes:
+        label += ", CUDA graph" if up.device.type == "cuda" else ", compiled"
+    return label + ")"
+
+
 def measure_runtime(
     model: nn.Module,
     input_size: tuple[int, int],
@@ -436,11 +483,15 @@ def measure_runtime(
     runs: int = 10,
     warmup: int = 3,
     channels: int = 3,
+    fast: bool = True,
 ) -> Runtime:
     """Time ``runs`` forward passes after ``warmup`` ones, then measure one pass's peak memory.
 
-    The model is put in eval mode and moved to ``device``; ``bf16``/``fp16`` run under autocast
-    (as :class:`lightsr.inference.upscaler.Upscaler` does). The input is a fixed random image.
+    With ``fast`` (default) and a model the fast path supports, what runs is what
+    ``lightsr upscale`` runs: :class:`~lightsr.inference.upscaler.Upscaler`'s fast path on a copy
+    of the model, the input padded to its size multiple (see the module doc). Otherwise the model
+    itself runs, in eval mode on ``device``, ``bf16``/``fp16`` under autocast (as ``Upscaler``'s
+    plain path). The input is a fixed random image; ``Runtime.path`` says what was timed.
 
     Raises:
         LightSRError: bad ``runs``/``warmup``, unknown precision, fp16 on the CPU, or an
@@ -452,24 +503,33 @@ def measure_runtime(
         raise LightSRError(f"--warmup must be >= 0, got {warmup}")
     dev = resolve_device(device, what="--device")
     dtype = precision_dtype(precision, dev, what="--precision")
-    model = model.eval().to(dev)
     w, h = input_size
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(1, channels, h, w, generator=gen).to(dev)
     cuda = dev.type == "cuda"
+    up = _fast_upscaler(model, dev, precision) if fast else None
 
     def sync() -> None:
         if cuda:
             torch.cuda.synchronize(dev)
 
-    def autocast() -> AbstractContextManager[Any]:
-        if dtype == torch.float32:
-            return nullcontext()
-        return torch.autocast(dev.type, dtype=dtype)
+    if up is not None:
+        from lightsr.inference.tiling import pad_to_multiple
 
-    def forward() -> torch.Tensor:
-        with autocast():
-            return model(x)
+        timed: nn.Module = up.runner.module
+        xp = pad_to_multiple(x, up.size_multiple)
+
+        def forward() -> torch.Tensor:
+            return up.forward_tensor(xp)
+
+    else:
+        timed = model = model.eval().to(dev)
+
+        def forward() -> torch.Tensor:
+            if dtype == torch.float32:
+                return model(x)
+            with torch.autocast(dev.type, dtype=dtype):
+                return model(x)
 
     times: list[float] = []
     with torch.inference_mode():
@@ -488,9 +548,9 @@ def measure_runtime(
             peak: float | None = torch.cuda.max_memory_allocated(dev) / 2**20
             method = "cuda: torch.cuda.max_memory_allocated over one forward"
         else:
-            resident = _tensor_bytes(model) + x.numel() * x.element_size()
+            resident = _tensor_bytes(timed) + x.numel() * x.element_size()
             peak, method = _cpu_peak_mb(forward, resident)
-    return Runtime(str(dev), precision, tuple(times), warmup, peak, method)
+    return Runtime(str(dev), precision, tuple(times), warmup, peak, method, _path_label(up))
 
 
 # --------------------------------------------------------------------------------------------
@@ -530,6 +590,7 @@ class BenchResult:
             "flops_convention": "1 multiply-add = 1 FLOP (fvcore); flops2_g: 2 per multiply-add",
             "device": r.device if r else None,
             "precision": r.precision if r else None,
+            "path": r.path if r else None,
             "runs": len(r.times_ms) if r else 0,
             "warmup": r.warmup if r else 0,
             "latency_ms": r.median_ms if r else None,
@@ -553,6 +614,7 @@ def bench(
     runs: int = 10,
     warmup: int = 3,
     timing: bool = True,
+    fast: bool = True,
 ) -> BenchResult:
     """Count and (unless ``timing=False``) time one model, named or from a checkpoint.
 
@@ -564,6 +626,9 @@ def bench(
         input_size: ``(width, height)`` of the input instead.
         device, precision, runs, warmup: see :func:`measure_runtime`.
         timing: False only counts (no latency, no memory).
+        fast: time the fast path ``lightsr upscale`` runs by default, where the model has one
+            (see :func:`measure_runtime`); False times the plain eager model. Counting always
+            uses the plain model.
     """
     if output_size is not None and input_size is not None:
         raise LightSRError("give --output-size or --input-size, not both")
@@ -582,6 +647,7 @@ def bench(
             precision=precision,
             runs=runs,
             warmup=warmup,
+            fast=fast,
         )
     return BenchResult(
         loaded.name, loaded.arch, loaded.scale, loaded.weights, complexity, runtime, loaded.paper
@@ -622,7 +688,11 @@ def _columns(
         ("convs", True, lambda r: str(r.complexity.convs)),
     ]
     if any(r.runtime for r in results):
-        cols += [("latency ms (min-max)", True, latency), ("peak MB", True, memory)]
+        cols += [
+            ("path", False, lambda r: r.runtime.path if r.runtime else "-"),
+            ("latency ms (min-max)", True, latency),
+            ("peak MB", True, memory),
+        ]
     if any(r.paper for r in results):
         cols.append(("paper params/FLOPs/acts", False, paper))
     return cols
@@ -635,7 +705,9 @@ def _notes(results: Sequence[BenchResult]) -> str:
     rt = timed[0]
     return (
         f"{CONVENTIONS} Timed on {rt.device}, {rt.precision}: {len(rt.times_ms)} runs after "
-        f"{rt.warmup} warm-up; memory: {rt.mem_method}."
+        f"{rt.warmup} warm-up; memory: {rt.mem_method}. Path: what was timed; 'fast' is what "
+        "`lightsr upscale` runs by default (input padded to a multiple of 8), 'plain' the eager "
+        "model (--no-fast, or no fast path for the model); counts are the plain model's."
     )
 
 
