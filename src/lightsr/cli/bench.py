@@ -6,8 +6,17 @@ import argparse
 import json
 import sys
 
-from lightsr.cli.common import EXIT_OK
+from lightsr.cli.common import EXIT_OK, add_command, add_precision_flag
 from lightsr.errors import LightSRError
+
+BENCH_SUMMARY = "model cost the papers' way: params, FLOPs, activations, convs, latency, memory"
+BENCH_DETAILS = (
+    "Count params, FLOPs (1 multiply-add = 1 FLOP, as fvcore and the papers), "
+    "activations (elements of conv outputs) and conv layers of the plain model at a "
+    "1280x720 output, then time the forward pass `lightsr upscale` runs (the fast path "
+    "where the model has one; --no-fast: the plain model) and measure its peak memory. "
+    "The path column says which ran."
+)
 
 
 def bench(args: argparse.Namespace) -> int:
@@ -49,15 +58,7 @@ def bench(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "bench",
-        help="model cost the papers' way: params, FLOPs, activations, convs, latency, memory",
-        description="Count params, FLOPs (1 multiply-add = 1 FLOP, as fvcore and the papers), "
-        "activations (elements of conv outputs) and conv layers of the plain model at a "
-        "1280x720 output, then time the forward pass `lightsr upscale` runs (the fast path "
-        "where the model has one; --no-fast: the plain model) and measure its peak memory. "
-        "The path column says which ran.",
-    )
+    p = add_command(sub, "bench", bench, BENCH_SUMMARY, BENCH_DETAILS)
     p.add_argument(
         "models",
         nargs="+",
@@ -73,12 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     size.add_argument("--input-size", metavar="WxH", help="input size instead")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
-    p.add_argument(
-        "--precision",
-        default="fp32",
-        choices=("fp32", "bf16", "fp16"),
-        help="fp32 (default), bf16 (CPU/CUDA autocast), fp16 (CUDA only)",
-    )
+    add_precision_flag(p, "bf16 (CPU/CUDA autocast), fp16 (CUDA only)")
     p.add_argument("--runs", type=int, default=10, help="timed runs (10); the median is shown")
     p.add_argument("--warmup", type=int, default=3, help="untimed runs before them (3)")
     p.add_argument(
@@ -96,4 +92,3 @@ def register(sub: argparse._SubParsersAction) -> None:
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print JSON records")
     fmt.add_argument("--markdown", action="store_true", help="print a Markdown table")
-    p.set_defaults(func=bench)

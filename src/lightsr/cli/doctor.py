@@ -7,7 +7,14 @@ import platform
 import sys
 from pathlib import Path
 
-from lightsr.cli.common import EXIT_OK
+from lightsr.cli.common import EXIT_OK, add_command
+
+DOCTOR_SUMMARY = "show versions, CPU/CUDA, whether the native kernels are used (and why not)"
+DOCTOR_DETAILS = (
+    "Print lightsr's and its dependencies' versions, the CPU and CUDA devices, "
+    "whether lightsr's native CPU kernels are in use (the library, or why not and how to "
+    "fix it) and where the shared reference data is looked for."
+)
 
 
 def _lines() -> list[tuple[str, str]]:
@@ -51,11 +58,4 @@ def doctor(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "doctor",
-        help="show versions, CPU/CUDA, whether the native kernels are used (and why not)",
-        description="Print lightsr's and its dependencies' versions, the CPU and CUDA devices, "
-        "whether lightsr's native CPU kernels are in use (the library, or why not and how to "
-        "fix it) and where the shared reference data is looked for.",
-    )
-    p.set_defaults(func=doctor)
+    add_command(sub, "doctor", doctor, DOCTOR_SUMMARY, DOCTOR_DETAILS)

@@ -9,9 +9,14 @@ from pathlib import Path
 
 import numpy as np
 
-from lightsr.cli.common import EXIT_OK, add_fast_flags
+from lightsr.cli.common import (
+    EXIT_OK,
+    add_command,
+    add_model_flags,
+    add_tile_flags,
+    load_model_from_args,
+)
 from lightsr.errors import LightSRError
-from lightsr.inference import DEFAULT_TILE_OVERLAP
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -36,16 +41,7 @@ def run_eval(args: argparse.Namespace) -> int:
             raise LightSRError("--self-ensemble has no meaning for bicubic")
         model, name, scale = args.model.lower(), args.model.lower(), args.scale
     else:
-        from lightsr.inference.upscaler import load_model
-
-        up = load_model(
-            args.weights or args.model,
-            scale=args.scale,
-            device=args.device,
-            precision=args.precision,
-            fast=args.fast,
-            compile=args.compile,
-        )
+        up = load_model_from_args(args)
         tile, overlap = args.tile, args.tile_overlap
 
         def model(lr: np.ndarray) -> np.ndarray:
@@ -111,14 +107,12 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="PSNR/SSIM on benchmark sets, as in the papers' tables")
-    g = p.add_argument_group("model")
-    g.add_argument("--model", help="named model, or bicubic / bicubic-rgb (the papers' baseline)")
-    g.add_argument("--weights", help="checkpoint file (.pth/.pt/.safetensors)")
-    g.add_argument("--scale", type=int, choices=(2, 3, 4), help="scale (detected from --weights)")
-    g.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
-    g.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
-    add_fast_flags(g)
+    p = add_command(sub, "eval", run_eval, "PSNR/SSIM on benchmark sets, as in the papers' tables")
+    add_model_flags(
+        p,
+        model="named model, or bicubic / bicubic-rgb (the papers' baseline)",
+        scale="scale (detected from --weights)",
+    )
     p.add_argument(
         "--datasets", nargs="+", default=["Set5", "Set14", "B100"], metavar="NAME_OR_DIR",
         help="benchmark names (Set5 Set14 B100 Urban100 Manga109) or folders of HR images",
@@ -131,13 +125,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr-dir", help="paired LR images (<name>x<s>.png) instead of on-the-fly LR")
     p.add_argument("--self-ensemble", action="store_true", help="average 8 flips/rotations (+)")
     p.add_argument("--save-images", metavar="DIR", help="write SR images to DIR/<dataset>/")
-    p.add_argument("--tile", type=int, help="tile size in LR pixels (bounds memory)")
-    p.add_argument(
-        "--tile-overlap",
-        type=int,
-        default=DEFAULT_TILE_OVERLAP,
-        help=f"context around tiles ({DEFAULT_TILE_OVERLAP})",
-    )
+    add_tile_flags(p)
     p.add_argument("--per-image", action="store_true", help="with --json: per-image scores")
     p.add_argument(
         "--degrade", action="append", default=[], metavar="KIND:LEVEL",
@@ -148,4 +136,3 @@ def register(sub: argparse._SubParsersAction) -> None:
     fmt.add_argument("--csv", action="store_true", help="print CSV")
     fmt.add_argument("--markdown", action="store_true", help="print a Markdown table")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=run_eval)

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from lightsr.cli.common import EXIT_OK
+from lightsr.cli.common import EXIT_OK, add_command
+
+EXPORT_SUMMARY = "export to ONNX with dynamic batch, height and width"
+EXPORT_DETAILS = (
+    "Export a model to ONNX (dynamic batch/height/width; exact at every size "
+    "that is a multiple of 8: callers pad, as `lightsr upscale --backend onnxruntime` does)."
+)
 
 
 def export(args: argparse.Namespace) -> int:
@@ -23,15 +29,9 @@ def export(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "export",
-        help="export to ONNX with dynamic batch, height and width",
-        description="Export a model to ONNX (dynamic batch/height/width; exact at every size "
-        "that is a multiple of 8: callers pad, as `lightsr upscale --backend onnxruntime` does).",
-    )
+    p = add_command(sub, "export", export, EXPORT_SUMMARY, EXPORT_DETAILS)
     p.add_argument("model", metavar="MODEL_OR_CHECKPOINT", help="checkpoint file or model name")
     p.add_argument("-o", "--output", required=True, help="the .onnx file to write")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (17)")
     p.add_argument("--fp16", action="store_true", help="float16 weights and compute (GPU)")
     p.add_argument("--static", metavar="WxH", help="fixed input size (multiples of 8)")
-    p.set_defaults(func=export)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lightsr.cli.common import EXIT_OK
+from lightsr.cli.common import EXIT_OK, add_command
 
 #: The text table's width when stdout is not a terminal (and its most on one).
 WIDTH = 100
@@ -127,10 +127,8 @@ def inspect(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("models", help="list the named models")
+    p = add_command(sub, "models", models, "list the named models")
     p.add_argument("--json", action="store_true", help="print JSON records (every field)")
-    p.set_defaults(func=models)
-    p = sub.add_parser("inspect", help="show a checkpoint's detected architecture and size")
+    p = add_command(sub, "inspect", inspect, "show a checkpoint's detected architecture and size")
     p.add_argument("checkpoint", help=".pth/.pt/.safetensors file")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=inspect)

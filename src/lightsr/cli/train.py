@@ -5,8 +5,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lightsr.cli.common import EXIT_OK
+from lightsr.cli.common import EXIT_OK, add_command
 from lightsr.errors import LightSRError
+
+TRAIN_SUMMARY = "train a model from a YAML recipe (configs/); resume a run; DDP under torchrun"
+TRAIN_DETAILS = (
+    "Train from a YAML recipe (see configs/README.md). Under `torchrun "
+    "--nproc_per_node=N` it trains with DistributedDataParallel; data.batch_size is per "
+    "process."
+)
+EXPORT_WEIGHTS_SUMMARY = (
+    "write a training run's EMA weights as .safetensors for upscale/eval --weights"
+)
 
 
 def train(args: argparse.Namespace) -> int:
@@ -45,13 +55,7 @@ def export_weights(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "train",
-        help="train a model from a YAML recipe (configs/); resume a run; DDP under torchrun",
-        description="Train from a YAML recipe (see configs/README.md). Under `torchrun "
-        "--nproc_per_node=N` it trains with DistributedDataParallel; data.batch_size is per "
-        "process.",
-    )
+    p = add_command(sub, "train", train, TRAIN_SUMMARY, TRAIN_DETAILS)
     p.add_argument("config", nargs="?", metavar="CONFIG.yaml", help="the recipe")
     p.add_argument(
         "--set",
@@ -68,11 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     p.add_argument("-q", "--quiet", action="store_true", help="no console output")
-    p.set_defaults(func=train)
-    p = sub.add_parser(
-        "export-weights",
-        help="write a training run's EMA weights as .safetensors for upscale/eval --weights",
-    )
+    p = add_command(sub, "export-weights", export_weights, EXPORT_WEIGHTS_SUMMARY)
     p.add_argument("run", metavar="RUN_DIR", help="run directory (or a checkpoint .pt file)")
     p.add_argument("-o", "--output", required=True, help="the .safetensors file to write")
     p.add_argument(
@@ -81,4 +81,3 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--weights", default="ema", choices=("ema", "model"), help="ema (default) or model"
     )
-    p.set_defaults(func=export_weights)

@@ -12,9 +12,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from lightsr.cli.common import EXIT_FAILED, EXIT_OK, add_model_flags
+from lightsr.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    add_command,
+    add_model_flags,
+    add_tile_flags,
+    load_model_from_args,
+)
 from lightsr.errors import LightSRError
-from lightsr.inference import DEFAULT_TILE_OVERLAP
 
 DESCRIPTION = """\
 Upscale image files, folders (searched recursively) and globs with one model.
@@ -55,19 +61,7 @@ def _model_loader(args: argparse.Namespace) -> Callable[[], Any]:
     if args.onnx:
         raise LightSRError("--onnx needs --backend onnxruntime")
 
-    def load() -> Any:
-        from lightsr.inference.upscaler import load_model
-
-        return load_model(
-            args.weights or args.model,
-            scale=args.scale,
-            device=args.device,
-            precision=args.precision,
-            fast=args.fast,
-            compile=args.compile,
-        )
-
-    return load
+    return lambda: load_model_from_args(args)
 
 
 class _Report:
@@ -145,26 +139,20 @@ class _Report:
             self.progress.update(self.task, advance=1, rate=rate)
 
 
+#: Flags passed to :func:`~lightsr.inference.batch.upscale_files` under the same names.
+_BATCH_OPTIONS = (
+    "output", "suffix", "ext", "outscale", "tile", "tile_overlap", "quality", "skip_existing",
+    "include_outputs", "max_pixels",
+)  # fmt: skip
+
+
 def upscale(args: argparse.Namespace) -> int:
     from lightsr.inference.batch import upscale_files
 
     loader = _model_loader(args)
     with _Report(args.quiet) as report:
-        summary = upscale_files(
-            args.inputs,
-            loader,
-            output=args.output,
-            suffix=args.suffix,
-            ext=args.ext,
-            outscale=args.outscale,
-            tile=args.tile,
-            tile_overlap=args.tile_overlap,
-            quality=args.quality,
-            skip_existing=args.skip_existing,
-            include_outputs=args.include_outputs,
-            max_pixels=args.max_pixels,
-            progress=report,
-        )
+        options = {name: getattr(args, name) for name in _BATCH_OPTIONS}
+        summary = upscale_files(args.inputs, loader, progress=report, **options)
     m = summary.model
     print(
         f"{len(summary.done)} done, {len(summary.skipped)} skipped, {len(summary.failed)} failed "
@@ -175,12 +163,7 @@ def upscale(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "upscale",
-        help="upscale images, folders or globs",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = add_command(sub, "upscale", upscale, "upscale images, folders or globs", DESCRIPTION)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
     p.add_argument(
         "-o",
@@ -189,13 +172,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "each input",
     )
     add_model_flags(p)
-    p.add_argument("--tile", type=int, help="tile size in input pixels (bounds memory)")
-    p.add_argument(
-        "--tile-overlap",
-        type=int,
-        default=DEFAULT_TILE_OVERLAP,
-        help=f"context around tiles ({DEFAULT_TILE_OVERLAP})",
-    )
+    add_tile_flags(p)
     p.add_argument("--outscale", type=float, help="final scale if different from the model's")
     p.add_argument("--suffix", help="appended to output names (default _x<scale>)")
     p.add_argument("--ext", default="auto", help="output format: auto (as input), png, jpg...")
@@ -216,4 +193,3 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--onnx", metavar="FILE", help="ONNX model for --backend onnxruntime")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no per-file lines")
-    p.set_defaults(func=upscale)

@@ -29,12 +29,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from lightsr.models.base import (
-    ArchDescriptor,
-    Detected,
-    StateDict,
-    has_keys,
-)
+from lightsr.models import base
+from lightsr.models.base import ArchDescriptor, Detected, StateDict
 
 __all__ = ["ARCH", "CARNM", "EResidualBlock", "MeanShift"]
 
@@ -202,7 +198,7 @@ def detect(sd: StateDict) -> Detected | None:
     multi-scale file (``upsample.up{2,3,4}``) or a single-scale one (``upsample.body``). EDSR's
     mean shift is ``sub_mean`` itself, without ``shifter``."""
     block = "b1.b1.body."
-    if not has_keys(sd, "sub_mean.shifter.weight", "entry.weight", block + "4.weight"):
+    if not base.has_keys(sd, "sub_mean.shifter.weight", "entry.weight", block + "4.weight"):
         return None
     n_feats = sd["entry.weight"].shape[0]
     config: dict[str, Any] = {

@@ -23,13 +23,8 @@ import math
 import torch
 from torch import nn
 
-from lightsr.models.base import (
-    ArchDescriptor,
-    Detected,
-    StateDict,
-    count_indices,
-    has_keys,
-)
+from lightsr.models import base
+from lightsr.models.base import ArchDescriptor, Detected, StateDict
 
 __all__ = ["ARCH", "EDSR"]
 
@@ -121,11 +116,11 @@ def detect(sd: StateDict) -> Detected | None:
     mean shift is ``sub_mean.shifter``; RCAN's residual groups nest one level deeper
     (``body.{n}.body.{m}.body``), so ``body.0.body.0.weight`` is EDSR's alone."""
     needed = ("sub_mean.weight", "head.0.weight", "body.0.body.0.weight", "tail.0.0.weight")
-    if not has_keys(sd, *needed):
+    if not base.has_keys(sd, *needed):
         return None
     n_feats = sd["head.0.weight"].shape[0]
-    n_resblocks = count_indices(sd, r"body\.(\d+)\.body\.")
-    steps = count_indices(sd, r"tail\.0\.(\d+)\.weight")
+    n_resblocks = base.count_indices(sd, r"body\.(\d+)\.body\.")
+    steps = base.count_indices(sd, r"tail\.0\.(\d+)\.weight")
     first = sd["tail.0.0.weight"].shape[0] // n_feats
     scale = 2**steps if first == 4 else 3 if (first, steps) == (9, 1) else None
     if scale is None:

@@ -18,13 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lightsr.models.base import (
-    ArchDescriptor,
-    Detected,
-    StateDict,
-    has_keys,
-    pixelshuffle_scale,
-)
+from lightsr.models import base
+from lightsr.models.base import ArchDescriptor, Detected, StateDict
 
 from ._ycbcr import run_on_y
 
@@ -70,9 +65,9 @@ def detect(sd: StateDict) -> Detected | None:
     """ESPCN (``first_part.{0,2}``, a sub-pixel conv ``last_part.0`` with r*r channels). FSRCNN
     shares ``first_part.0`` but has a ``mid_part`` and a transposed-conv ``last_part``."""
     needed = ("first_part.0.weight", "first_part.2.weight", "last_part.0.weight")
-    if not has_keys(sd, *needed) or any(k.startswith("mid_part.") for k in sd):
+    if not base.has_keys(sd, *needed) or any(k.startswith("mid_part.") for k in sd):
         return None
-    scale = pixelshuffle_scale(sd["last_part.0.weight"].shape[0], ch=1)
+    scale = base.pixelshuffle_scale(sd["last_part.0.weight"].shape[0], ch=1)
     if scale is None:
         return None
     config = {"n1": sd["first_part.0.weight"].shape[0], "n2": sd["first_part.2.weight"].shape[0]}

@@ -22,13 +22,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lightsr.models.base import (
-    ArchDescriptor,
-    Detected,
-    StateDict,
-    count_indices,
-    has_keys,
-)
+from lightsr.models import base
+from lightsr.models.base import ArchDescriptor, Detected, StateDict
 
 from ._ycbcr import run_on_y
 
@@ -75,12 +70,12 @@ class FSRCNN(nn.Module):
 def detect(sd: StateDict) -> Detected | None:
     """FSRCNN (``first_part``, ``mid_part``, a transposed-conv ``last_part``). ESPCN shares
     ``first_part.0`` but ends in a conv ``last_part.0`` and has no ``mid_part``."""
-    if not has_keys(sd, "first_part.0.weight", "mid_part.0.weight", "last_part.weight"):
+    if not base.has_keys(sd, "first_part.0.weight", "mid_part.0.weight", "last_part.weight"):
         return None
     config = {
         "d": sd["first_part.0.weight"].shape[0],
         "s": sd["mid_part.0.weight"].shape[0],
-        "m": count_indices(sd, r"mid_part\.(\d+)\.bias") - 2,
+        "m": base.count_indices(sd, r"mid_part\.(\d+)\.bias") - 2,
     }
     # The transposed conv's stride is the scale: the tensors fit x2, x3 and x4 alike.
     return Detected("fsrcnn", config, 2, scales=(2, 3, 4))

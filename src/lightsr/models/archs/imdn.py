@@ -23,14 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightsr.models.base import (
-    ArchDescriptor,
-    Detected,
-    StateDict,
-    count_indices,
-    has_keys,
-    pixelshuffle_scale,
-)
+from lightsr.models import base
+from lightsr.models.base import ArchDescriptor, Detected, StateDict
 
 __all__ = ["ARCH", "IMDB", "IMDN", "CCALayer"]
 
@@ -131,14 +125,14 @@ class IMDN(nn.Module):
 def detect(sd: StateDict) -> Detected | None:
     """IMDN (official names ``fea_conv``, ``IMDB{n}``, ``upsampler.0``). RFDN shares the
     stem and tail names; its blocks are ``B{n}``, which an IMDN file never has."""
-    if not has_keys(sd, "fea_conv.weight", "IMDB1.c1.weight", "upsampler.0.weight"):
+    if not base.has_keys(sd, "fea_conv.weight", "IMDB1.c1.weight", "upsampler.0.weight"):
         return None
     if any(k.startswith("B1.") for k in sd):
         return None
-    scale = pixelshuffle_scale(sd["upsampler.0.weight"].shape[0])
+    scale = base.pixelshuffle_scale(sd["upsampler.0.weight"].shape[0])
     if scale is None:
         return None
-    n_modules = count_indices(sd, r"IMDB(\d+)\.")
+    n_modules = base.count_indices(sd, r"IMDB(\d+)\.")
     config = {"nf": sd["fea_conv.weight"].shape[0], "num_modules": n_modules}
     return Detected("imdn", config, scale)
 

@@ -25,14 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightsr.models.base import (
-    ArchDescriptor,
-    Detected,
-    StateDict,
-    count_indices,
-    has_keys,
-    pixelshuffle_scale,
-)
+from lightsr.models import base
+from lightsr.models.base import ArchDescriptor, Detected, StateDict
 
 __all__ = ["ARCH", "MIN_SIZE", "LightSAFMNPP"]
 
@@ -125,14 +119,14 @@ def detect(sd: StateDict) -> Detected | None:
     """Light SAFMN++ (AIS 2024): ``feats.N.conv1.proj`` with a depth-wise conv on half the
     channels and a CCM ``conv2.conv.{0,2}``. SAFMN++ has ``conv2.conv1`` and a third."""
     needed = ("to_feat.weight", "feats.0.conv1.proj.weight", "feats.0.conv2.conv.0.weight")
-    if not has_keys(sd, *needed, "to_img.0.weight") or "feats.0.conv2.conv1.weight" in sd:
+    if not base.has_keys(sd, *needed, "to_img.0.weight") or "feats.0.conv2.conv1.weight" in sd:
         return None
-    scale = pixelshuffle_scale(sd["to_img.0.weight"].shape[0])
+    scale = base.pixelshuffle_scale(sd["to_img.0.weight"].shape[0])
     dim = sd["to_feat.weight"].shape[0]
     if scale is None or sd["feats.0.conv1.dwconv.weight"].shape[0] != dim // 2:
         return None
     hidden = sd["feats.0.conv2.conv.0.weight"].shape[0]
-    n_blocks = count_indices(sd, r"feats\.(\d+)\.")
+    n_blocks = base.count_indices(sd, r"feats\.(\d+)\.")
     config = {"dim": dim, "n_blocks": n_blocks, "ffn_scale": hidden / dim}
     return Detected("light_safmnpp", config, scale)
 

@@ -23,13 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightsr.models.base import (
-    ArchDescriptor,
-    Detected,
-    StateDict,
-    count_indices,
-    has_keys,
-)
+from lightsr.models import base
+from lightsr.models.base import ArchDescriptor, Detected, StateDict
 
 __all__ = ["ARCH", "PA", "PAN", "SCPA", "PAConv"]
 
@@ -141,12 +136,12 @@ def detect(sd: StateDict) -> Detected | None:
     """PAN (official names ``conv_first``, ``SCPA_trunk.{n}``, ``att1``, ``upconv1``). SwinIR
     also starts with ``conv_first`` but has no SCPA trunk."""
     needed = ("conv_first.weight", "SCPA_trunk.0.conv1_a.weight", "att1.conv.weight")
-    if not has_keys(sd, *needed, "upconv1.weight"):
+    if not base.has_keys(sd, *needed, "upconv1.weight"):
         return None
     config = {
         "nf": sd["conv_first.weight"].shape[0],
         "unf": sd["upconv1.weight"].shape[0],
-        "nb": count_indices(sd, r"SCPA_trunk\.(\d+)\."),
+        "nb": base.count_indices(sd, r"SCPA_trunk\.(\d+)\."),
     }
     if "HRconv2.weight" in sd:  # two x2 reconstruction stages
         return Detected("pan", config, 4)

@@ -24,14 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightsr.models.base import (
-    ArchDescriptor,
-    Detected,
-    StateDict,
-    count_indices,
-    has_keys,
-    pixelshuffle_scale,
-)
+from lightsr.models import base
+from lightsr.models.base import ArchDescriptor, Detected, StateDict
 
 __all__ = ["ARCH", "RFDB", "RFDN", "ESAFull"]
 
@@ -148,12 +142,15 @@ def detect(sd: StateDict) -> Detected | None:
     the stem and tail names; its blocks are ``IMDB{n}``, which an RFDN file never has. RLFN's
     ESA lives in ``block_{n}``, under a ``conv_1`` stem."""
     needed = ("fea_conv.weight", "B1.c1_d.weight", "B1.esa.conv_max.weight", "upsampler.0.weight")
-    if not has_keys(sd, *needed) or any(k.startswith("IMDB1.") for k in sd):
+    if not base.has_keys(sd, *needed) or any(k.startswith("IMDB1.") for k in sd):
         return None
-    scale = pixelshuffle_scale(sd["upsampler.0.weight"].shape[0])
+    scale = base.pixelshuffle_scale(sd["upsampler.0.weight"].shape[0])
     if scale is None:
         return None
-    config = {"nf": sd["fea_conv.weight"].shape[0], "num_modules": count_indices(sd, r"B(\d+)\.")}
+    config = {
+        "nf": sd["fea_conv.weight"].shape[0],
+        "num_modules": base.count_indices(sd, r"B(\d+)\."),
+    }
     return Detected("rfdn", config, scale)
 
 

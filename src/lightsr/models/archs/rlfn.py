@@ -24,14 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightsr.models.base import (
-    ArchDescriptor,
-    Detected,
-    StateDict,
-    count_indices,
-    has_keys,
-    pixelshuffle_scale,
-)
+from lightsr.models import base
+from lightsr.models.base import ArchDescriptor, Detected, StateDict
 
 __all__ = ["ARCH", "ESA", "RLFB", "RLFN"]
 
@@ -143,16 +137,16 @@ def detect(sd: StateDict) -> Detected | None:
     Never an IMDN/RFDN file (their stem is ``fea_conv``), nor SPAN's re-parameterised
     ``conv_1.eval_conv``."""
     needed = ("conv_1.weight", "block_1.c1_r.weight", "block_1.esa.conv1.weight")
-    if not has_keys(sd, *needed, "upsampler.0.weight") or "fea_conv.weight" in sd:
+    if not base.has_keys(sd, *needed, "upsampler.0.weight") or "fea_conv.weight" in sd:
         return None
-    scale = pixelshuffle_scale(sd["upsampler.0.weight"].shape[0])
+    scale = base.pixelshuffle_scale(sd["upsampler.0.weight"].shape[0])
     if scale is None:
         return None
     config = {
         "feature_channels": sd["conv_1.weight"].shape[0],
         "mid_channels": sd["block_1.c1_r.weight"].shape[0],
         "esa_channels": sd["block_1.esa.conv1.weight"].shape[0],
-        "n_blocks": count_indices(sd, r"block_(\d+)\."),
+        "n_blocks": base.count_indices(sd, r"block_(\d+)\."),
     }
     return Detected("rlfn", config, scale)
 

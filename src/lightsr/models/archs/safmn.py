@@ -39,14 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightsr.models.base import (
-    ArchDescriptor,
-    Detected,
-    StateDict,
-    count_indices,
-    has_keys,
-    pixelshuffle_scale,
-)
+from lightsr.models import base
+from lightsr.models.base import ArchDescriptor, Detected, StateDict
 
 __all__ = [
     "ARCH",
@@ -440,14 +434,14 @@ def detect(sd: StateDict) -> Detected | None:
         "feats.0.safm.aggr.weight",
         "feats.0.ccm.ccm.0.weight",
     )
-    if not has_keys(sd, *needed) or "norm.gamma" in sd or "feats.0.conv1.proj.weight" in sd:
+    if not base.has_keys(sd, *needed) or "norm.gamma" in sd or "feats.0.conv1.proj.weight" in sd:
         return None
-    scale = pixelshuffle_scale(sd["to_img.0.weight"].shape[0])
+    scale = base.pixelshuffle_scale(sd["to_img.0.weight"].shape[0])
     if scale is None:
         return None
     dim = sd["to_feat.weight"].shape[0]
     hidden = sd["feats.0.ccm.ccm.0.weight"].shape[0]
-    n_blocks = count_indices(sd, r"feats\.(\d+)\.")
+    n_blocks = base.count_indices(sd, r"feats\.(\d+)\.")
     config = {"dim": dim, "n_blocks": n_blocks, "ffn_scale": hidden / dim}
     return Detected("safmn", config, scale)
 

@@ -30,14 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightsr.models.base import (
-    ArchDescriptor,
-    Detected,
-    StateDict,
-    count_indices,
-    has_keys,
-    pixelshuffle_scale,
-)
+from lightsr.models import base
+from lightsr.models.base import ArchDescriptor, Detected, StateDict
 
 __all__ = ["ARCH", "GRN", "MIN_SIZE", "SAFMNNTIRE2023"]
 
@@ -160,15 +154,15 @@ def detect(sd: StateDict) -> Detected | None:
     """SAFMN's NTIRE 2023 entry: a GRN (``norm.gamma``) before the blocks and no LayerNorm in
     them (the paper's SAFMN has ``feats.N.norm1``)."""
     needed = ("norm.gamma", "to_feat.weight", "feats.0.safm.aggr.weight", "to_img.0.weight")
-    if not has_keys(sd, *needed) or "feats.0.norm1.weight" in sd:
+    if not base.has_keys(sd, *needed) or "feats.0.norm1.weight" in sd:
         return None
-    scale = pixelshuffle_scale(sd["to_img.0.weight"].shape[0])
+    scale = base.pixelshuffle_scale(sd["to_img.0.weight"].shape[0])
     if scale is None:
         return None
     dim = sd["to_feat.weight"].shape[0]
     config = {
         "dim": dim,
-        "n_blocks": count_indices(sd, r"feats\.(\d+)\."),
+        "n_blocks": base.count_indices(sd, r"feats\.(\d+)\."),
         "ffn_scale": sd["feats.0.ccm.ccm.0.weight"].shape[0] / dim,
     }
     return Detected("safmn_ntire2023", config, scale)
