@@ -987,6 +987,8 @@ def train(
             if it % t.checkpoint_every == 0 or it == t.iters:
                 save_checkpoint(run, it, lr)
             window.paused += time.perf_counter() - t_pause
+        if run.world > 1:  # leave together: a rank tearing down gloo early can abort the other
+            dist.barrier()
         seconds = time.perf_counter() - run.t_start
         best = run.best_psnr
         run.progress.say(
