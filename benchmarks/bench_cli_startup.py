@@ -37,7 +37,8 @@ def _imports_torch(args: list[str]) -> bool:
     proc = subprocess.run(
         [sys.executable, "-X", "importtime", *args], capture_output=True, text=True, check=False
     )
-    return any(line.rstrip().endswith("| torch") for line in proc.stderr.splitlines())
+    # lines "import time: self | cumulative | <indent>module"; nested imports are indented
+    return any(line.split("|")[-1].strip() == "torch" for line in proc.stderr.splitlines())
 
 
 def main() -> None:
