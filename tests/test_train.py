@@ -460,3 +460,66 @@ def test_init_copies_the_matching_body_for_fine_tuning(
     save_safetensors({"x": torch.zeros(1)}, other, arch="safmn", config={}, scale=2)
     assert main(["train", recipe, "--set", "name=t3", "--set", f"model.init={other}"]) == 2
     assert "model.init" in capsys.readouterr().err
+
+
+# --- real-world training: high-order degradations on the fly -------------------------------
+
+
+def test_high_order_patches_are_seeded_degradations(data: Path) -> None:
+    from lightsr.training.data import PatchDataset, scan_images
+
+    records = scan_images([data / "train"], scale=4, patch_size=8)
+    kw = {"scale": 4, "patch_size": 8, "seed": 3, "degradation": "high-order"}
+    a = PatchDataset(records, **kw)
+    b = PatchDataset(records, **kw, usm_target=True)
+    plain = PatchDataset(records, scale=4, patch_size=8, seed=3)
+    lr, hr = a[(1, 7)]
+    assert lr.shape == (3, 8, 8) and hr.shape == (3, 32, 32)
+    assert torch.equal(lr, a[(1, 7)][0])  # same sample key: the same degradation
+    assert not torch.equal(lr, a[(1, 8)][0])
+    assert torch.equal(hr, plain[(1, 7)][1])  # same window and flips as the bicubic pipeline
+    assert not torch.equal(lr, plain[(1, 7)][0])
+    assert torch.equal((lr * 255).round() / 255, lr)  # 8-bit levels, like a decoded photo
+    assert torch.equal(b[(1, 7)][0], lr) and not torch.equal(b[(1, 7)][1], hr)  # sharpened target
+
+
+def test_high_order_recipe_trains_resumes_exports_and_upscales(data: Path, tmp_path: Path) -> None:
+    """Two iterations of the real-world recipe's data settings end to end."""
+    sets = [
+        "data.degradation=high-order", "data.usm_target=true", "data.patch_size=8",
+        "model.scale=4", "train.iters=2", "train.checkpoint_every=1", "val.datasets=[]",
+        "data.degrade={jpeg_range: [60, 95]}",
+    ]  # fmt: skip
+    tiny_config(data, tmp_path)
+    assert main(["train", str(tmp_path / "tiny.yaml"), "-q", *_sets(sets)]) == 0
+    run = tmp_path / "runs" / "tiny"
+    more = [*_sets(sets), "--set", "train.iters=3"]
+    assert main(["train", str(tmp_path / "tiny.yaml"), "--resume", str(run), "-q", *more]) == 0
+    weights = tmp_path / "real.safetensors"
+    assert main(["export-weights", str(run), "-o", str(weights)]) == 0
+    img = tmp_path / "photo.png"
+    write_image(img, np.full((12, 16, 3), 128, np.uint8))
+    out = tmp_path / "photo_x4.png"
+    assert main(["upscale", str(img), "--weights", str(weights), "-o", str(out), "-q"]) == 0
+    assert read_image(out).shape == (48, 64, 3)
+
+
+def _sets(items: list[str]) -> list[str]:
+    return [x for item in items for x in ("--set", item)]
+
+
+def test_bad_degradation_settings_are_one_line_errors(data: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"data\.degradation: expected bicubic or high-order"):
+        cfg_of(data, tmp_path, "data.degradation=jpeg")
+    with pytest.raises(ConfigError, match=r"data\.degrade: .*unknown degradation parameter 'nope'"):
+        cfg_of(data, tmp_path, "data.degradation=high-order", "data.degrade={nope: 1}")
+
+
+def test_model_init_takes_a_named_model_with_bundled_weights() -> None:
+    from lightsr.models.registry import build_model
+    from lightsr.training.loop import init_weights
+
+    model = build_model("safmn-x4")
+    line = init_weights(model, "safmn-x4")
+    assert line.startswith("initialised ") and "kept random" not in line
+    assert "safmn_x4.safetensors" in line

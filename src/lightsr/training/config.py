@@ -108,6 +108,14 @@ class DataConfig:
     """Data-loading processes per training process (0: load in the training process)."""
     skip_corrupt: bool = False
     """Skip unreadable images with a warning instead of stopping before training starts."""
+    degradation: str = "bicubic"
+    """How LR patches are made: ``bicubic`` (MATLAB-exact, the papers' protocol) or
+    ``high-order`` (Real-ESRGAN's second-order model, :mod:`lightsr.degrade`, seeded per
+    sample; for real photos). ``high-order`` needs ``lr_dirs`` empty."""
+    degrade: dict[str, Any] = field(default_factory=dict)
+    """Overrides of :class:`lightsr.degrade.DegradeParams` (e.g. ``{jpeg_range: [50, 95]}``)."""
+    usm_target: bool = False
+    """Train against the unsharp-masked HR (Real-ESRGAN's ``l1_gt_usm``): crisper outputs."""
 
 
 @dataclass
@@ -545,6 +553,21 @@ def _check(cfg: Config) -> None:
     need(d.patch_size >= 1, f"data.patch_size: expected >= 1, found {d.patch_size}")
     need(d.batch_size >= 1, f"data.batch_size: expected >= 1, found {d.batch_size}")
     need(d.workers >= 0, f"data.workers: expected >= 0, found {d.workers}")
+    need(
+        d.degradation in ("bicubic", "high-order"),
+        f"data.degradation: expected bicubic or high-order, found {d.degradation!r}",
+    )
+    need(
+        d.degradation == "bicubic" or not d.lr_dirs,
+        "data.degradation: high-order makes LR patches from the HR; leave data.lr_dirs empty",
+    )
+    if d.degrade:
+        from lightsr.degrade import DegradeParams
+
+        try:
+            DegradeParams.from_dict(d.degrade)
+        except LightSRError as exc:
+            raise ConfigError(f"data.degrade: {exc}") from None
     need(
         not d.lr_dirs or len(d.lr_dirs) == len(d.hr_dirs),
         f"data.lr_dirs: expected one folder per data.hr_dirs entry ({len(d.hr_dirs)}), "

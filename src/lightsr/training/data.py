@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -303,6 +304,10 @@ class PatchDataset(Dataset):
         skip_corrupt: an image that fails to decode during training is replaced by the next one
             (with a warning) instead of stopping the run.
         log: receives warnings.
+        degradation: ``bicubic`` (MATLAB-exact LR) or ``high-order`` (:mod:`lightsr.degrade`,
+            applied to the augmented HR patch, seeded by ``seed`` and the stream position).
+        degrade: overrides of :class:`lightsr.degrade.DegradeParams`.
+        usm_target: return the unsharp-masked HR patch as the target.
     """
 
     def __init__(
@@ -317,8 +322,14 @@ class PatchDataset(Dataset):
         cache: bool = False,
         skip_corrupt: bool = False,
         log: Log = print,
+        degradation: str = "bicubic",
+        degrade: dict[str, Any] | None = None,
+        usm_target: bool = False,
     ) -> None:
         self.records = list(records)
+        self.degradation = degradation
+        self.degrade_params = dict(degrade or {})
+        self.usm_target = usm_target
         self.scale = scale
         self.patch = patch_size
         self.flip = flip
@@ -362,13 +373,25 @@ class PatchDataset(Dataset):
         left = int(rng.integers(0, lw - p + 1))
         hflip, vflip, transpose = (bool(b) for b in rng.integers(0, 2, size=3))
         hr_p = hr[top * s : (top + p) * s, left * s : (left + p) * s]
+        flips = (hflip and self.flip, vflip and self.rotate, transpose and self.rotate)
+        if self.degradation == "high-order":
+            (hr_p,) = augment([hr_p], *flips)
+            return self._high_order(np.ascontiguousarray(hr_p), position)
         lr_p = (
             lr[top : top + p, left : left + p] if lr is not None else lr_patch(hr, top, left, p, s)
         )
-        lr_p, hr_p = augment(
-            [lr_p, hr_p], hflip and self.flip, vflip and self.rotate, transpose and self.rotate
-        )
+        lr_p, hr_p = augment([lr_p, hr_p], *flips)
         return _to_tensor(lr_p), _to_tensor(hr_p)
+
+    def _high_order(self, hr_p: np.ndarray, position: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Real-ESRGAN's degradations of one (augmented) HR patch, seeded by its position."""
+        from lightsr.degrade import degrade_image, usm_sharp
+
+        if hr_p.dtype != np.uint8:  # the pipeline works on 8-bit levels, as the photos it imitates
+            hr_p = np.round(_to_tensor(hr_p).numpy().transpose(1, 2, 0) * 255).astype(np.uint8)
+        lr_p = degrade_image(hr_p, self.scale, self.seed, self.degrade_params, index=position)
+        target = usm_sharp(hr_p.astype(np.float32) / 255.0) if self.usm_target else hr_p
+        return _to_tensor(lr_p), _to_tensor(np.asarray(target))
 
 
 class StreamSampler(Sampler[list[tuple[int, int]]]):

@@ -276,7 +276,8 @@ def init_weights(model: nn.Module, source: str | os.PathLike[str]) -> str:
     """Copy the tensors of ``source`` whose name and shape match into ``model`` (fine-tuning).
 
     ``source`` is a run directory (its best checkpoint, else its latest), a training checkpoint
-    (the EMA weights are used, as the papers release them) or a weights file that
+    (the EMA weights are used, as the papers release them), a named model with bundled weights
+    (``safmn-x4``) or a weights file that
     :func:`lightsr.models.checkpoint.read_state_dict` reads. Returns a one-line summary for the log.
 
     Raises:
@@ -285,6 +286,14 @@ def init_weights(model: nn.Module, source: str | os.PathLike[str]) -> str:
     from lightsr.models.checkpoint import read_state_dict
 
     path = Path(source)
+    if not path.exists() and not path.suffix:  # a named model with bundled weights: safmn-x4
+        from lightsr.models.catalog import MODELS
+
+        spec = MODELS.get(str(source).lower())
+        if spec is not None and spec.weights:
+            from lightsr.models.resolve import bundled_weights_path
+
+            path = bundled_weights_path(spec.weights)
     if path.is_dir():
         try:
             path = find_checkpoint(path, "best")
@@ -716,6 +725,9 @@ def _build_data(
         cache=d.cache,
         skip_corrupt=d.skip_corrupt,
         log=say,
+        degradation=d.degradation,
+        degrade=d.degrade,
+        usm_target=d.usm_target,
     )
     sampler = StreamSampler(
         len(dataset),
