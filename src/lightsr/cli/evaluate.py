@@ -1,4 +1,5 @@
-"""`lightsr eval`: PSNR/SSIM on benchmark sets, the papers' protocol."""
+"""`lightsr eval`: PSNR/SSIM (and NIQE) on benchmark sets, the papers' protocol; NIQE of
+upscaled folders without ground truth (``--no-reference``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,6 +20,9 @@ from lightsr.cli.common import (
 )
 from lightsr.errors import LightSRError
 
+if TYPE_CHECKING:
+    from lightsr.evaluation.evaluate import EvalResult
+
 
 def run_eval(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -27,11 +32,20 @@ def run_eval(args: argparse.Namespace) -> int:
         evaluate,
         format_results,
         parse_degradations,
+        parse_metrics,
     )
 
     if args.weights and args.model:
         raise LightSRError("give either --model or --weights, not both")
     degradations = parse_degradations(args.degrade)
+    reference = not args.no_reference
+    metrics = parse_metrics(
+        args.metrics or ("psnr,ssim" if reference else "niqe"), reference=reference
+    )
+    if args.no_reference and args.lr_dir:
+        raise LightSRError(
+            "--lr-dir needs a reference: with --no-reference the datasets are the inputs"
+        )
     if not (args.weights or args.model):
         raise LightSRError("--model NAME, --weights PATH or --model bicubic is required")
     if args.model and args.model.lower() in BICUBIC_MODELS:
@@ -75,6 +89,8 @@ def run_eval(args: argparse.Namespace) -> int:
             save_images=Path(args.save_images) if args.save_images else None,
             on_image=on_image,
             degradations=degradations,
+            metrics=metrics,
+            reference=reference,
         )
     if args.json:
         print(json.dumps([r.record(per_image=args.per_image) for r in results], indent=2))
@@ -83,31 +99,55 @@ def run_eval(args: argparse.Namespace) -> int:
     elif args.markdown:
         print(format_results(results, "markdown"))
     else:
-        from rich.console import Console
-        from rich.table import Table
-
-        extra = f"; LR degraded: {', '.join(args.degrade)}" if args.degrade else ""
-        # A short title on one line (as wide as the table must be); the details as a caption.
-        title = f"{name} x{scale}"
-        table = Table(
-            title=title,
-            title_justify="left",
-            caption=f"PSNR/SSIM on Y, border {scale} px cropped{extra}",
-            caption_justify="left",
-            min_width=len(title) + 4,
-        )
-        for col in ("dataset", "images", "PSNR", "SSIM", "time"):
-            table.add_column(col, justify="left" if col == "dataset" else "right")
-        for r in results:
-            table.add_row(
-                r.dataset, str(r.images), f"{r.psnr:.2f}", f"{r.ssim:.4f}", f"{r.seconds:.1f} s"
-            )
-        Console(width=None if sys.stdout.isatty() else 160).print(table)
+        _print_table(results, name, scale, metrics, args.degrade, reference)
     return EXIT_OK
 
 
+def _print_table(
+    results: list[EvalResult],
+    name: str,
+    scale: int,
+    metrics: tuple[str, ...],
+    degrade: list[str],
+    ref: bool,
+) -> None:
+    """The rich table of ``lightsr eval``: a row per dataset, a column per metric."""
+    from rich.console import Console
+    from rich.table import Table
+
+    extra = f"; LR degraded: {', '.join(degrade)}" if degrade else ""
+    what = "/".join(m.upper() for m in metrics)
+    if "niqe" in metrics:
+        extra = "; NIQE: lower is better" + extra
+    if not ref:
+        extra = "; inputs upscaled, no reference" + extra
+    # A short title on one line (as wide as the table must be); the details as a caption.
+    title = f"{name} x{scale}"
+    table = Table(
+        title=title,
+        title_justify="left",
+        caption=f"{what} on Y, border {scale} px cropped{extra}",
+        caption_justify="left",
+        min_width=len(title) + 4,
+    )
+    for col in ("dataset", "images", *(m.upper() for m in metrics), "time"):
+        table.add_column(col, justify="left" if col == "dataset" else "right")
+    formats = {"psnr": "{:.2f}", "ssim": "{:.4f}", "niqe": "{:.4f}"}
+    for r in results:
+        scores = [formats[m].format(getattr(r, m)) for m in metrics]
+        table.add_row(r.dataset, str(r.images), *scores, f"{r.seconds:.1f} s")
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    p = add_command(sub, "eval", run_eval, "PSNR/SSIM on benchmark sets, as in the papers' tables")
+    p = add_command(
+        sub,
+        "eval",
+        run_eval,
+        "PSNR/SSIM/NIQE on benchmark sets, as in the papers' tables",
+        "PSNR/SSIM (and NIQE) on benchmark sets, as in the papers' tables; with --no-reference, "
+        "NIQE of the upscaled images of folders without ground truth",
+    )
     add_model_flags(
         p,
         model="named model, or bicubic / bicubic-rgb (the papers' baseline)",
@@ -115,7 +155,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--datasets", nargs="+", default=["Set5", "Set14", "B100"], metavar="NAME_OR_DIR",
-        help="benchmark names (Set5 Set14 B100 Urban100 Manga109) or folders of HR images",
+        help="benchmark names (Set5 Set14 B100 Urban100 Manga109) or folders of HR images "
+        "(with --no-reference: folders of input images)",
+    )  # fmt: skip
+    p.add_argument(
+        "--metrics", metavar="NAMES",
+        help="comma-separated metrics from psnr, ssim, niqe (default psnr,ssim; niqe with "
+        "--no-reference); NIQE is no-reference, lower is better",
+    )  # fmt: skip
+    p.add_argument(
+        "--no-reference", action="store_true",
+        help="the datasets are folders of inputs without ground truth: upscale each image and "
+        "report no-reference metrics (NIQE) of the outputs",
     )  # fmt: skip
     p.add_argument(
         "--data-root",

@@ -9,6 +9,11 @@ Protocol (BasicSR's test script and the MATLAB scripts of the SR literature):
 3. The SR output is rounded to 8 bits.
 4. PSNR and SSIM on the Y channel of BT.601 YCbCr, ``s`` pixels cropped from each border
    (:mod:`lightsr.evaluation.metrics`); a dataset's score is the mean over its images.
+   ``metrics=("psnr", "ssim", "niqe")`` adds the no-reference NIQE of the SR output (Y channel,
+   ``s`` pixels cropped; lower is better).
+
+Without ground truth (``reference=False``) each dataset is a folder of input images: each is
+upscaled by ``s`` and only no-reference metrics (NIQE) of the outputs are reported.
 
 Grayscale images (e.g. Set14's ``bridge``) are read as RGB with equal channels, as BasicSR's
 ``cv2.imread`` does, so the model and the Y conversion see three channels.
@@ -21,6 +26,7 @@ precision; SR rounded to uint8); ``bicubic-rgb`` applies the protocol above to R
 
 from __future__ import annotations
 
+import math
 import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
@@ -30,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from lightsr.errors import LightSRError
-from lightsr.evaluation.metrics import psnr, rgb_to_y, ssim
+from lightsr.evaluation.metrics import niqe, psnr, rgb_to_y, ssim
 from lightsr.evaluation.resize import imresize, modcrop
 from lightsr.inference.io import IMAGE_EXTENSIONS, read_image, write_image
 from lightsr.runtime import data_root as default_data_root
@@ -39,11 +45,14 @@ __all__ = [
     "BENCHMARKS",
     "BICUBIC_MODELS",
     "DEGRADATIONS",
+    "METRICS",
+    "NO_REFERENCE_METRICS",
     "EvalResult",
     "degrade",
     "evaluate",
     "format_results",
     "parse_degradations",
+    "parse_metrics",
     "resolve_dataset",
     "self_ensemble",
 ]
@@ -59,6 +68,11 @@ BENCHMARKS = {
     "div2k": "DIV2K_valid",
 }
 BICUBIC_MODELS = ("bicubic", "bicubic-rgb")
+#: Metric names in table order; the no-reference ones need no ground truth.
+METRICS = ("psnr", "ssim", "niqe")
+NO_REFERENCE_METRICS = ("niqe",)
+#: How a metric is printed in tables.
+_METRIC_FORMATS = {"psnr": "{:.2f}", "ssim": "{:.4f}", "niqe": "{:.4f}"}
 
 #: SR function on a uint8 RGB (H, W, 3) array -> uint8 or float [0, 1] (H*s, W*s, 3) array.
 SRFunction = Callable[[np.ndarray], np.ndarray]
@@ -66,7 +80,11 @@ SRFunction = Callable[[np.ndarray], np.ndarray]
 
 @dataclass
 class EvalResult:
-    """Scores of one model on one dataset at one scale (means over images)."""
+    """Scores of one model on one dataset at one scale (means over images).
+
+    A metric not in ``metrics`` was not measured: its field is NaN and :meth:`record` leaves
+    it out. ``reference=False``: the dataset was a folder of inputs without ground truth.
+    """
 
     model: str
     dataset: str
@@ -78,12 +96,42 @@ class EvalResult:
     self_ensemble: bool = False
     degrade: str = ""
     per_image: list[dict[str, float | str]] = field(default_factory=list)
+    niqe: float = math.nan
+    metrics: tuple[str, ...] = ("psnr", "ssim")
+    reference: bool = True
 
     def record(self, *, per_image: bool = False) -> dict[str, object]:
         rec = asdict(self)
         if not per_image:
             rec.pop("per_image")
+        for name in METRICS:
+            if name not in self.metrics:
+                rec.pop(name)
+        rec.pop("metrics")
         return rec
+
+
+def parse_metrics(spec: str | Sequence[str], *, reference: bool = True) -> tuple[str, ...]:
+    """``"psnr,ssim,niqe"`` (or a list of names) -> the names in table order, checked.
+
+    Raises:
+        LightSRError: an unknown name, none at all, or a full-reference metric (PSNR, SSIM)
+            without a reference.
+    """
+    names = spec.split(",") if isinstance(spec, str) else list(spec)
+    wanted = {n.strip().lower() for n in names if n.strip()}
+    unknown = sorted(wanted - set(METRICS))
+    if unknown or not wanted:
+        raise LightSRError(
+            f"--metrics {','.join(names)!r}: expected names from {', '.join(METRICS)}, "
+            "separated by commas"
+        )
+    if not reference and wanted - set(NO_REFERENCE_METRICS):
+        raise LightSRError(
+            f"--metrics: {', '.join(sorted(wanted - set(NO_REFERENCE_METRICS)))} need a "
+            f"reference image; without one (--no-reference) use {', '.join(NO_REFERENCE_METRICS)}"
+        )
+    return tuple(m for m in METRICS if m in wanted)
 
 
 def resolve_dataset(name_or_path: str, data_root: Path | None = None) -> tuple[str, Path]:
@@ -224,6 +272,80 @@ def _bicubic_y(hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(np.floor(sr + 0.5), 0, 255).astype(np.uint8), y
 
 
+def _upscale(
+    model: SRFunction | str,
+    lr: np.ndarray,
+    scale: int,
+    ensemble: bool,
+) -> np.ndarray:
+    """SR of a uint8 RGB LR image by an SR function or MATLAB bicubic (``bicubic-rgb``)."""
+    if model in BICUBIC_MODELS:
+        return imresize(lr, scale)
+    if isinstance(model, str):
+        raise LightSRError(f"unknown built-in model {model!r}; use {BICUBIC_MODELS}")
+    return self_ensemble(model, lr) if ensemble else model(lr)
+
+
+def _sr_and_reference(
+    model: SRFunction | str,
+    path: Path,
+    scale: int,
+    ds_lr: Path | None,
+    ensemble: bool,
+    degradations: Sequence[tuple[str, float]],
+) -> tuple[np.ndarray, np.ndarray]:
+    """(SR, HR) of one HR file under the protocol (SR not yet rounded to 8 bits)."""
+    raw = read_image(path)
+    if model == "bicubic" and degradations:
+        raise LightSRError("--degrade works on RGB LR: use --model bicubic-rgb")
+    if model == "bicubic":
+        return _bicubic_y(modcrop(raw, scale), scale)
+    hr = modcrop(_as_rgb8(raw, path), scale)
+    if ds_lr is not None:
+        lr_path = _paired_lr(ds_lr, path.stem, scale)
+        lr = _as_rgb8(read_image(lr_path), lr_path)
+        if lr.shape[0] * scale != hr.shape[0] or lr.shape[1] * scale != hr.shape[1]:
+            raise LightSRError(
+                f"{lr_path}: LR is {lr.shape[1]}x{lr.shape[0]}, expected "
+                f"{hr.shape[1] // scale}x{hr.shape[0] // scale} (HR / {scale})"
+            )
+    else:
+        lr = imresize(hr, 1 / scale)
+    if degradations:
+        lr = degrade(lr, degradations, zlib.crc32(path.stem.encode()))
+    return _upscale(model, lr, scale, ensemble), hr
+
+
+def _score(
+    sr: np.ndarray, ref: np.ndarray | None, scale: int, metrics: Sequence[str], path: Path
+) -> dict[str, float]:
+    """The requested metrics of one uint8 SR image (``ref`` is None without ground truth)."""
+    scores: dict[str, float] = {}
+    if ref is not None and "psnr" in metrics:
+        scores["psnr"] = psnr(sr, ref, crop_border=scale)
+    if ref is not None and "ssim" in metrics:
+        scores["ssim"] = ssim(sr, ref, crop_border=scale)
+    if "niqe" in metrics:
+        try:
+            scores["niqe"] = niqe(sr, crop_border=scale)
+        except LightSRError as e:
+            raise LightSRError(f"{path}: {e}") from None
+    return scores
+
+
+def _dataset_folders(ds: str, data_root: Path | None, reference: bool) -> tuple[str, Path]:
+    """(display name, folder of the images to read): HR images, or inputs without reference."""
+    if reference:
+        return resolve_dataset(ds, data_root)
+    path = Path(ds)
+    if not path.is_dir():
+        raise LightSRError(
+            f"dataset {ds!r}: without a reference (--no-reference) the datasets are folders of "
+            "input images to upscale; no such folder"
+        )
+    return path.name, path
+
+
 def evaluate(
     model: SRFunction | str,
     model_name: str,
@@ -236,13 +358,16 @@ def evaluate(
     save_images: Path | None = None,
     on_image: Callable[[str, int, int], None] | None = None,
     degradations: Sequence[tuple[str, float]] = (),
+    metrics: Sequence[str] = ("psnr", "ssim"),
+    reference: bool = True,
 ) -> list[EvalResult]:
     """Evaluate an SR function (or ``"bicubic"``/``"bicubic-rgb"``) on datasets at one scale.
 
     Args:
         model: uint8 RGB LR (h, w, 3) -> uint8 or float [0, 1] SR (h*s, w*s, 3), or a bicubic name.
         model_name: label for the records.
-        datasets: benchmark names or folders of HR images (a folder's ``HR/`` is used if present).
+        datasets: benchmark names or folders of HR images (a folder's ``HR/`` is used if present);
+            with ``reference=False``, folders of input images.
         scale: upscaling factor.
         data_root: where benchmark names are resolved (default :func:`default_data_root`).
         lr_dir: paired LR images (``<stem>x<s>.png`` or ``<stem>.png``); with several datasets a
@@ -252,81 +377,74 @@ def evaluate(
         on_image: progress callback ``(dataset, done, total)``.
         degradations: LR-side degradations (:func:`parse_degradations`), applied after the LR is
             made; the noise seed is derived from the image name, so runs are reproducible.
+        metrics: names from :data:`METRICS` (:func:`parse_metrics`); ``niqe`` is measured on the
+            SR output with ``scale`` pixels cropped from each border, like PSNR and SSIM.
+        reference: False: each dataset folder holds inputs without ground truth; each image is
+            upscaled (``bicubic`` and ``bicubic-rgb``: MATLAB ``imresize`` of the RGB image) and
+            only no-reference metrics are allowed.
     """
+    metrics = parse_metrics(metrics, reference=reference)
+    if not reference and lr_dir is not None:
+        raise LightSRError("--lr-dir needs a reference: the datasets are the inputs already")
     results = []
     for ds in datasets:
-        name, hr_dir = resolve_dataset(ds, data_root)
-        files = _images(hr_dir)
+        name, folder = _dataset_folders(ds, data_root, reference)
+        files = _images(folder)
         ds_lr = None
         if lr_dir is not None:
             ds_lr = lr_dir / name if len(datasets) > 1 and (lr_dir / name).is_dir() else lr_dir
         t0 = time.perf_counter()
         per_image: list[dict[str, float | str]] = []
         for i, path in enumerate(files):
-            raw = read_image(path)
-            if model == "bicubic" and degradations:
-                raise LightSRError("--degrade works on RGB LR: use --model bicubic-rgb")
-            if model == "bicubic":
-                sr, ref = _bicubic_y(modcrop(raw, scale), scale)
+            if reference:
+                sr, ref = _sr_and_reference(model, path, scale, ds_lr, ensemble, degradations)
             else:
-                hr = modcrop(_as_rgb8(raw, path), scale)
-                if ds_lr is not None:
-                    lr_path = _paired_lr(ds_lr, path.stem, scale)
-                    lr = _as_rgb8(read_image(lr_path), lr_path)
-                    if lr.shape[0] * scale != hr.shape[0] or lr.shape[1] * scale != hr.shape[1]:
-                        raise LightSRError(
-                            f"{lr_path}: LR is {lr.shape[1]}x{lr.shape[0]}, expected "
-                            f"{hr.shape[1] // scale}x{hr.shape[0] // scale} (HR / {scale})"
-                        )
-                else:
-                    lr = imresize(hr, 1 / scale)
+                lr = _as_rgb8(read_image(path), path)
                 if degradations:
                     lr = degrade(lr, degradations, zlib.crc32(path.stem.encode()))
-                if model == "bicubic-rgb":
-                    sr = imresize(lr, scale)
-                elif isinstance(model, str):
-                    raise LightSRError(f"unknown built-in model {model!r}; use {BICUBIC_MODELS}")
-                else:
-                    sr = self_ensemble(model, lr) if ensemble else model(lr)
-                ref = hr
+                sr, ref = _upscale(model, lr, scale, ensemble), None
             if sr.dtype != np.uint8:  # round to 8 bits first, as the papers do
                 sr = (np.clip(sr, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-            p = psnr(sr, ref, crop_border=scale)
-            s = ssim(sr, ref, crop_border=scale)
-            per_image.append({"image": path.stem, "psnr": p, "ssim": s})
+            per_image.append({"image": path.stem, **_score(sr, ref, scale, metrics, path)})
             if save_images is not None:
                 write_image(save_images / name / f"{path.stem}.png", sr)
             if on_image is not None:
                 on_image(name, i + 1, len(files))
+        means = {m: float(np.mean([r[m] for r in per_image])) for m in metrics}
         results.append(
             EvalResult(
                 model=model_name,
                 dataset=name,
                 scale=scale,
-                psnr=float(np.mean([r["psnr"] for r in per_image])),
-                ssim=float(np.mean([r["ssim"] for r in per_image])),
+                psnr=means.get("psnr", math.nan),
+                ssim=means.get("ssim", math.nan),
                 images=len(files),
                 seconds=time.perf_counter() - t0,
                 self_ensemble=ensemble,
                 degrade=",".join(f"{k}:{v:g}" for k, v in degradations),
                 per_image=per_image,
+                niqe=means.get("niqe", math.nan),
+                metrics=metrics,
+                reference=reference,
             )
         )
     return results
 
 
 def format_results(results: Iterable[EvalResult], fmt: str = "markdown") -> str:
-    """Format results as a paper-style table: one row per (model, scale), PSNR/SSIM per dataset.
+    """Format results as a paper-style table: one row per (model, scale), scores per dataset.
 
-    ``fmt`` is ``"markdown"`` or ``"csv"`` (one row per record).
+    A cell holds the measured metrics joined by ``/`` (PSNR/SSIM by default, ``.../NIQE``).
+    ``fmt`` is ``"markdown"`` or ``"csv"`` (one row per record; a column per measured metric).
     """
     results = list(results)
+    measured = [m for m in METRICS if any(m in r.metrics for r in results)]
     if fmt == "csv":
-        cols = ["model", "dataset", "scale", "degrade", "psnr", "ssim", "images", "seconds",
+        cols = ["model", "dataset", "scale", "degrade", *measured, "images", "seconds",
                 "self_ensemble"]  # fmt: skip
         lines = [",".join(cols)]
         for r in results:
-            rec = r.record()
+            rec = asdict(r)
             lines.append(",".join(_csv_cell(rec[c]) for c in cols))
         return "\n".join(lines)
     datasets = list(dict.fromkeys(r.dataset for r in results))
@@ -342,9 +460,14 @@ def format_results(results: Iterable[EvalResult], fmt: str = "markdown") -> str:
         cells = []
         for ds in datasets:
             r = cell.get((model, scale, ds))
-            cells.append(f"{r.psnr:.2f}/{r.ssim:.4f}" if r else "")
+            cells.append("/".join(_format_metric(r, m) for m in measured) if r else "")
         lines.append(f"| {model} | x{scale} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _format_metric(r: EvalResult, name: str) -> str:
+    """One metric of a result as printed in tables ("" when it was not measured)."""
+    return _METRIC_FORMATS[name].format(getattr(r, name)) if name in r.metrics else ""
 
 
 def _csv_cell(v: object) -> str:

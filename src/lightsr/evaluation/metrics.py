@@ -1,4 +1,4 @@
-"""PSNR and SSIM with the conventions of the SR papers.
+"""PSNR and SSIM with the conventions of the SR papers, and the no-reference NIQE.
 
 The de-facto reference is BasicSR's ``calculate_psnr`` / ``calculate_ssim`` with
 ``test_y_channel=True``, which follow the MATLAB evaluation scripts of the SR literature:
@@ -26,16 +26,40 @@ BGR first: ``img[..., ::-1]``). Only numpy is used.
 
 Note: pyiqa's default "PSNR-Y" uses another luma formula and reads about 1.3 dB lower; these
 functions reproduce the numbers printed in the papers.
+
+NIQE (:func:`niqe`, Mittal et al., "Making a 'completely blind' image quality analyzer", IEEE
+SPL 2013) follows the authors' MATLAB release (``computequality.m`` with its
+``modelparameters.mat``) on the Y channel, as BasicSR's ``calculate_niqe(convert_to='y')`` does
+(Set14 ``baboon``: 5.72957 in MATLAB R2021a):
+
+1. Y = MATLAB ``rgb2ycbcr`` luma rounded to 8-bit levels (gray images are used directly);
+   ``crop_border`` pixels removed from each side; the top-left multiple of 96x96 kept.
+2. Two scales: the image, then MATLAB ``imresize(Y, 0.5)`` (bicubic, antialiased, float64).
+3. MSCN coefficients ``(Y - mu) / (sigma + 1)``, mu and sigma from a 7x7 Gaussian window
+   (sigma 7/6, sum 1) with replicated borders (MATLAB ``imfilter(..., 'replicate')``).
+4. Per 96x96 block (48x48 at the second scale) 18 features: an asymmetric generalized Gaussian
+   (AGGD) fit of the MSCN coefficients (shape, mean of the left and right scales), and AGGD fits
+   of the products with the block circularly shifted horizontally, vertically and along both
+   diagonals (shape, mean, left scale, right scale). Shapes come from the moment-ratio lookup
+   over ``0.2:0.001:10``, as in ``estimateaggdparam.m``.
+5. The 36 features of all blocks give mu (NaN-ignoring mean) and covariance (over the blocks
+   without NaN, MATLAB ``nancov``); NIQE ``= sqrt((mu_p - mu)^T pinv((C_p + C) / 2) (mu_p -
+   mu))`` with the pristine model (mu_p, C_p) of the release, shipped in
+   ``niqe_pris_params.npz`` (provenance in ``niqe_pris_params.md``). Lower is better. As in
+   MATLAB, no block is dropped at test time (the sharpness selection is for model fitting).
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from importlib import resources
 
 import numpy as np
 
-__all__ = ["psnr", "rgb_to_y", "ssim"]
+from lightsr.errors import LightSRError
+
+__all__ = ["niqe", "psnr", "rgb_to_y", "ssim"]
 
 # BT.601 luma coefficients for RGB in [0, 1] giving Y on the 0-255 scale (MATLAB rgb2ycbcr)
 _Y_OFFSET = 16.0
@@ -253,3 +277,223 @@ def ssim(
     if x.ndim == 2:
         return _ssim_2d(x, y, scale)
     return float(np.mean([_ssim_2d(x[..., c], y[..., c], scale) for c in range(x.shape[2])]))
+
+
+# --- NIQE -------------------------------------------------------------------------------------
+
+_NIQE_BLOCK = 96
+_NIQE_WINDOW = 7
+_NIQE_SIGMA = 7.0 / 6.0
+_NIQE_PARAMS = "niqe_pris_params.npz"
+# Circular shifts of the paired products (rows, columns): horizontal, vertical, both diagonals
+_NIQE_SHIFTS = ((0, 1), (1, 0), (1, 1), (1, -1))
+
+
+@functools.lru_cache(maxsize=1)
+def _niqe_model() -> tuple[np.ndarray, np.ndarray]:
+    """The pristine model of the NIQE release: mu (36,) and covariance (36, 36), read-only."""
+    with resources.files(__package__).joinpath(_NIQE_PARAMS).open("rb") as f:
+        with np.load(f) as data:
+            mu = np.asarray(data["mu_prisparam"], dtype=np.float64).reshape(-1)
+            cov = np.asarray(data["cov_prisparam"], dtype=np.float64)
+    mu.setflags(write=False)
+    cov.setflags(write=False)
+    return mu, cov
+
+
+@functools.lru_cache(maxsize=1)
+def _aggd_table() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Lookup over the shapes ``0.2:0.001:10`` of ``estimateaggdparam.m``.
+
+    Returns (shapes, ``gamma(2/g)^2 / (gamma(1/g) gamma(3/g))``, the scale factor
+    ``sqrt(gamma(1/g) / gamma(3/g))``, the mean factor ``gamma(2/g) / gamma(1/g)``).
+    """
+    gam = (200 + np.arange(9801)) / 1000.0  # each the double nearest to 0.2 + 0.001 k
+    g1 = np.array([math.gamma(1.0 / g) for g in gam])
+    g2 = np.array([math.gamma(2.0 / g) for g in gam])
+    g3 = np.array([math.gamma(3.0 / g) for g in gam])
+    out = (gam, g2 * g2 / (g1 * g3), np.sqrt(g1 / g3), g2 / g1)
+    for a in out:
+        a.setflags(write=False)
+    return out
+
+
+def _aggd_fit(v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """AGGD fits of the rows of ``v`` (m, n), as ``estimateaggdparam.m`` plus the mean.
+
+    Returns (shape alpha, left scale, right scale, mean ``(br - bl) gamma(2/a) / gamma(1/a)``),
+    each of shape (m,). A row without negative (positive) values has a NaN left (right) scale,
+    as in MATLAB; a row of zeros gets the first shape, 0.2, as MATLAB's ``min`` returns.
+    """
+    gam, r_gam, scale_factor, mean_factor = _aggd_table()
+    sq = v * v
+    neg, pos = v < 0, v > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        left = np.sqrt(np.where(neg, sq, 0.0).sum(axis=1) / neg.sum(axis=1))
+        right = np.sqrt(np.where(pos, sq, 0.0).sum(axis=1) / pos.sum(axis=1))
+        gammahat = left / right
+        rhat = np.abs(v).mean(axis=1) ** 2 / sq.mean(axis=1)
+        rhatnorm = rhat * (gammahat**3 + 1) * (gammahat + 1) / ((gammahat**2 + 1) ** 2)
+    idx = np.empty(len(v), dtype=np.intp)
+    for i in range(0, len(v), 64):  # the first minimum of the squared difference, as min()
+        d = r_gam[None, :] - rhatnorm[i : i + 64, None]
+        idx[i : i + 64] = np.argmin(d * d, axis=1)  # an all-NaN row gives 0, as in MATLAB
+    bl = left * scale_factor[idx]
+    br = right * scale_factor[idx]
+    return gam[idx], bl, br, (br - bl) * mean_factor[idx]
+
+
+@functools.lru_cache(maxsize=1)
+def _niqe_window() -> np.ndarray:
+    """1-D Gaussian of NIQE (size 7, sigma 7/6, sum 1); ``fspecial('gaussian', 7, 7/6)``."""
+    t = np.arange(_NIQE_WINDOW, dtype=np.float64) - (_NIQE_WINDOW - 1) / 2
+    g = np.exp(-(t * t) / (2 * _NIQE_SIGMA**2))
+    g /= g.sum()
+    g.setflags(write=False)
+    return g
+
+
+def _mscn(img: np.ndarray) -> np.ndarray:
+    """MSCN coefficients ``(img - mu) / (sigma + 1)`` with replicated borders (float64 HxW)."""
+    g = _niqe_window()
+    r = len(g) // 2
+    mu = _filter_valid(np.pad(img, r, mode="edge"), g)
+    mu_sq = _filter_valid(np.pad(img * img, r, mode="edge"), g)
+    sigma = np.sqrt(np.abs(mu_sq - mu * mu))
+    return (img - mu) / (sigma + 1.0)
+
+
+def _niqe_block_features(mscn: np.ndarray, block: int) -> np.ndarray:
+    """The 18 features of each ``block`` x ``block`` block, blocks in MATLAB's column order."""
+    h, w = mscn.shape
+    blocks = mscn.reshape(h // block, block, w // block, block).transpose(2, 0, 1, 3)
+    blocks = blocks.reshape(-1, block, block)
+    n = len(blocks)
+    products = [blocks * np.roll(blocks, s, axis=(1, 2)) for s in _NIQE_SHIFTS]
+    alpha, bl, br, mean = _aggd_fit(np.concatenate([blocks, *products]).reshape(5 * n, -1))
+    feats = [alpha[:n], (bl[:n] + br[:n]) / 2]
+    for k in range(1, 5):
+        part = slice(k * n, (k + 1) * n)
+        feats += [alpha[part], mean[part], bl[part], br[part]]
+    return np.stack(feats, axis=1)
+
+
+def _niqe_distance(feats: np.ndarray) -> float:
+    """NIQE of a (blocks, 36) feature matrix against the pristine model (NaN-aware, as MATLAB)."""
+    complete = feats[~np.isnan(feats).any(axis=1)]
+    if len(complete) == 0:
+        raise LightSRError(
+            f"niqe: the features of all {len(feats)} blocks are undefined (NaN), as for a flat "
+            "image; NIQE needs texture in at least one 96x96 block"
+        )
+    mu = np.nanmean(feats, axis=0)
+    # MATLAB's cov normalises a single observation by 1, giving zeros
+    cov = np.cov(complete, rowvar=False) if len(complete) > 1 else np.zeros((36, 36))
+    mu_p, cov_p = _niqe_model()
+    # pinv with MATLAB's tolerance: max(size) * eps * the largest singular value
+    u, s, vt = np.linalg.svd((cov_p + cov) / 2)
+    keep = s > max(cov.shape) * np.finfo(np.float64).eps * s[0]
+    inv = (vt[keep].T / s[keep]) @ u[:, keep].T
+    d = mu_p - mu
+    return float(math.sqrt(max(float(d @ inv @ d), 0.0)))
+
+
+def _half_size(img: np.ndarray) -> np.ndarray:
+    """``imresize(img, 0.5)`` of current MATLAB (R2017a and later) for an even-sized image.
+
+    MATLAB's ``imresize`` now mirrors the image at its borders (``aux = [1:n, n:-1:1]`` in
+    ``contributions``), where :func:`~lightsr.evaluation.resize.imresize` repeats the edge pixel
+    as the older versions that made the benchmark LR sets did. The reference NIQE values (MATLAB
+    R2021a) need the mirror: the image is padded symmetrically by 4 pixels (more than the 3
+    pixels the 8-tap kernel reaches past the border), resized, and the 2 outer output pixels of
+    each side dropped; the sampling grid stays aligned since the pad is even.
+    """
+    from lightsr.evaluation.resize import imresize  # imports torch: only when needed
+
+    pad = 4
+    out = imresize(np.pad(img, pad, mode="symmetric"), 0.5)
+    return np.ascontiguousarray(out[pad // 2 : -pad // 2, pad // 2 : -pad // 2])
+
+
+def _niqe_luma(image: np.ndarray) -> np.ndarray:
+    """The float64 HxW Y (or gray) image of NIQE on 8-bit levels 0..255 (see :func:`niqe`)."""
+    if not isinstance(image, np.ndarray):
+        raise TypeError(
+            f"niqe: expected a numpy array, found {type(image).__name__}; "
+            "convert tensors with .cpu().numpy() and CHW to HWC"
+        )
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[..., 0]
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
+        raise LightSRError(
+            f"niqe: expected an HxW gray or HxWx3 RGB image, found shape {image.shape}; "
+            "drop the alpha channel first (img[..., :3])"
+        )
+    if image.dtype == np.uint8:
+        img = image.astype(np.float64)
+    elif image.dtype == np.uint16:  # to 8-bit levels
+        img = np.floor(image.astype(np.float64) / 257.0 + 0.5)
+    elif image.dtype.kind == "f":
+        if image.size and not np.isfinite(image).all():
+            raise LightSRError("niqe: the image contains NaN or infinite values")
+        lo, hi = (float(image.min()), float(image.max())) if image.size else (0.0, 0.0)
+        if lo < -1.0 or hi > 2.0:
+            raise LightSRError(
+                f"niqe: expected a float image in [0, 1], found values in [{lo:g}, {hi:g}]; "
+                "divide 0-255 data by 255 or pass a uint8 array"
+            )
+        img = _quantize(image)
+    else:
+        raise LightSRError(
+            f"niqe: expected dtype uint8, uint16 or float (in [0, 1]), found {image.dtype}"
+        )
+    if img.ndim == 3:  # MATLAB rgb2ycbcr on uint8: Y rounded half away from zero
+        img = np.floor(_luma(img, 255.0) + 0.5)
+    return img
+
+
+def niqe(image: np.ndarray, *, crop_border: int = 0) -> float:
+    """NIQE, the no-reference "naturalness" score of Mittal et al. (lower is better).
+
+    Reproduces the authors' MATLAB release on the Y channel (see the module docstring), as
+    BasicSR's ``calculate_niqe(img, crop_border, convert_to='y')``: Set14 ``baboon`` reads
+    5.7296.
+
+    Args:
+        image: ``HxWx3`` RGB (not BGR) or ``HxW`` / ``HxWx1`` gray image, uint8; uint16 and
+            float (``[0, 1]``) images are first reduced to 8-bit levels. RGB images are
+            measured on their MATLAB ``rgb2ycbcr`` Y, rounded to 8-bit levels, so a uint8 gray
+            image holding that Y gives the same score.
+        crop_border: pixels removed from each side first (the SR scale, to match PSNR/SSIM).
+
+    Returns:
+        The NIQE score as a float.
+
+    Raises:
+        LightSRError: an image smaller than 96x96 after cropping (NIQE works on whole 96x96
+            blocks; the image is cut to a multiple of 96 from the top left), a bad shape, dtype
+            or value range, or an image whose every block is flat (the features are undefined).
+    """
+    if isinstance(crop_border, bool) or not isinstance(crop_border, (int, np.integer)):
+        raise TypeError(f"niqe: expected an integer crop_border, found {crop_border!r}")
+    y = _niqe_luma(image)
+    h, w = y.shape
+    if crop_border < 0 or 2 * crop_border >= min(h, w):
+        raise LightSRError(
+            f"niqe: expected 0 <= crop_border < {(min(h, w) + 1) // 2} for a {h}x{w} image, "
+            f"found {crop_border}"
+        )
+    if crop_border:
+        y = y[crop_border:-crop_border, crop_border:-crop_border]
+    b = _NIQE_BLOCK
+    rows, cols = y.shape[0] // b, y.shape[1] // b
+    if rows == 0 or cols == 0:
+        raise LightSRError(
+            f"niqe: the image is {y.shape[1]}x{y.shape[0]} pixels after cropping "
+            f"{crop_border} from each border; NIQE needs at least {b}x{b} (it works on "
+            f"{b}x{b} blocks)"
+        )
+    y = np.ascontiguousarray(y[: rows * b, : cols * b])
+    fine = _niqe_block_features(_mscn(y), b)
+    coarse = _niqe_block_features(_mscn(_half_size(y)), b // 2)
+    return _niqe_distance(np.concatenate([fine, coarse], axis=1))
