@@ -180,7 +180,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--per-image", action="store_true", help="with --json: per-image scores")
     p.add_argument(
         "--degrade", action="append", default=[], metavar="KIND:LEVEL",
-        help="degrade the LR first: jpeg:40, blur:1.0 (sigma), noise:10 (sigma/255); repeatable",
+        help="degrade the LR first: jpeg:40, blur:1.0 (sigma), noise:10 (sigma/255), or "
+        "high-order:SEED (Real-ESRGAN's second-order model makes the LR); repeatable",
     )  # fmt: skip
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print JSON records")

@@ -191,6 +191,7 @@ DEGRADATIONS = {
     "jpeg": ("JPEG quality 1-100", 40.0),
     "blur": ("Gaussian blur sigma in pixels (7x7 kernel)", 1.0),
     "noise": ("additive Gaussian noise sigma on the 0-255 scale", 10.0),
+    "high-order": ("a seed >= 0 (Real-ESRGAN's second-order model makes the LR from the HR)", 0.0),
 }
 
 
@@ -213,6 +214,11 @@ def parse_degradations(specs: Sequence[str]) -> list[tuple[str, float]]:
             level = float(value) if value else DEGRADATIONS[kind][1]
         except ValueError:
             raise LightSRError(f"--degrade {spec!r}: {value!r} is not a number") from None
+        if kind == "high-order":
+            if level < 0 or level != int(level):
+                raise LightSRError(f"--degrade {spec!r}: expected {DEGRADATIONS[kind][0]}")
+            out.insert(0, (kind, level))  # it makes the LR: every other kind applies after it
+            continue
         if level <= 0 or (kind == "jpeg" and not 1 <= level <= 100):
             raise LightSRError(f"--degrade {spec!r}: expected {DEGRADATIONS[kind][0]}")
         out.append((kind, level))
@@ -225,12 +231,15 @@ def degrade(lr: np.ndarray, degradations: Sequence[tuple[str, float]], seed: int
     ``jpeg:Q`` re-encodes with OpenCV's JPEG encoder at quality Q (4:2:0 subsampling);
     ``blur:S`` convolves with a 7x7 Gaussian of sigma S, reflecting at the border;
     ``noise:S`` adds Gaussian noise of sigma S/255 drawn from ``numpy.random.default_rng(seed)``.
-    The result is clipped and rounded to 8 bits after each step.
+    The result is clipped and rounded to 8 bits after each step. ``high-order`` is not an LR-side
+    step (it replaces the bicubic LR; see :func:`_sr_and_reference`) and is skipped here.
     """
     import cv2
 
     img = lr
     for kind, level in degradations:
+        if kind == "high-order":
+            continue
         if kind == "jpeg":
             ok, buf = cv2.imencode(".jpg", img[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(level)])
             assert ok
@@ -298,6 +307,8 @@ def _sr_and_reference(
     raw = read_image(path)
     if model == "bicubic" and degradations:
         raise LightSRError("--degrade works on RGB LR: use --model bicubic-rgb")
+    if ds_lr is not None and degradations and degradations[0][0] == "high-order":
+        raise LightSRError("--degrade high-order makes the LR from the HR: drop --lr-dir")
     if model == "bicubic":
         return _bicubic_y(modcrop(raw, scale), scale)
     hr = modcrop(_as_rgb8(raw, path), scale)
@@ -309,6 +320,11 @@ def _sr_and_reference(
                 f"{lr_path}: LR is {lr.shape[1]}x{lr.shape[0]}, expected "
                 f"{hr.shape[1] // scale}x{hr.shape[0] // scale} (HR / {scale})"
             )
+    elif degradations and degradations[0][0] == "high-order":
+        from lightsr.degrade import degrade_image
+
+        seed, index = int(degradations[0][1]), zlib.crc32(path.stem.encode())
+        lr = degrade_image(hr, scale, seed=seed, index=index)
     else:
         lr = imresize(hr, 1 / scale)
     if degradations:
@@ -400,6 +416,8 @@ def evaluate(
                 sr, ref = _sr_and_reference(model, path, scale, ds_lr, ensemble, degradations)
             else:
                 lr = _as_rgb8(read_image(path), path)
+                if degradations and degradations[0][0] == "high-order":
+                    raise LightSRError("--degrade high-order needs ground truth (the HR)")
                 if degradations:
                     lr = degrade(lr, degradations, zlib.crc32(path.stem.encode()))
                 sr, ref = _upscale(model, lr, scale, ensemble), None
