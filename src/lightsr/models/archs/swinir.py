@@ -13,6 +13,16 @@ attention factory, which is how UPS (:mod:`lightsr.models.archs.ups`) reuses it.
 
 Inputs are RGB in [0, 1], (B, 3, H, W); sides are padded by reflection to a multiple of the window
 inside ``forward`` (as the official code does) and the output is cropped back.
+
+One implementation, three ways of running it (:class:`SwinLayer`), all giving the official outputs
+(within float rounding): in inference (eval, no autograd) each layer runs window chunk by window
+chunk, norms, attention and MLP together on tokens gathered into (shifted) window order by one
+precomputed index, with the position bias gathered once and the masks made once per input shape
+(:data:`CHUNK_BYTES`; masked pairs get -inf instead of the official -100, which left subnormal
+weights that slowed the products); with autograd (training) the same gathers and one batched
+attention over all windows; while tracing (ONNX export) or compiling, the official roll and
+partition with nothing cached, so that shapes stay dynamic. The caches are plain attributes, never
+in a state dict, and the bias cache follows in-place updates of its table (version counter).
 """
 
 from __future__ import annotations
@@ -36,9 +46,12 @@ __all__ = [
     "SwinLayer",
     "WindowAttention",
     "detect",
+    "excluding_mask",
     "relative_position_index",
     "shifted_window_mask",
     "swin_skeleton_config",
+    "window_attention",
+    "window_order",
     "window_partition",
     "window_reverse",
 ]
@@ -89,6 +102,103 @@ def shifted_window_mask(h: int, w: int, ws: int, shift: int, device=None) -> tor
     return diff.masked_fill(diff != 0, -100.0).masked_fill(diff == 0, 0.0)
 
 
+#: Bytes of attention weights one chunk of windows holds on the fast path: small enough that the
+#: scores stay in the CPU caches from the first product through normalisation to the second.
+CHUNK_BYTES = 3 << 20
+
+
+def plain_mode() -> bool:
+    """True while tracing (ONNX export) or compiling: the batched formulation, no shape caches."""
+    return torch.jit.is_tracing() or torch.compiler.is_compiling()
+
+
+def window_order(h: int, w: int, ws: int, shift: int, device=None) -> torch.Tensor:
+    """(H*W,) token indices in (shifted) window order: ``tokens[:, order]`` of row-major
+    (B, H*W, C) tokens equals :func:`window_partition` of the cyclically shifted image."""
+    ids = torch.arange(h * w, device=device).view(1, h, w, 1)
+    if shift:
+        ids = torch.roll(ids, shifts=(-shift, -shift), dims=(1, 2))
+    return window_partition(ids, ws).reshape(-1)
+
+
+def window_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    bias: torch.Tensor,
+    mask: torch.Tensor | None,
+    *,
+    relu_eps: float | None = None,
+    batched: bool = False,
+) -> torch.Tensor:
+    """Attention inside windows: ``rows(q k^T + bias + mask) v`` for every window and head.
+
+    Args:
+        q, k: (B*nW, heads, N, d) queries (scaled by the caller) and keys.
+        v: (B*nW, heads, N, dv) values.
+        bias: (heads, N, N) relative position bias.
+        mask: (nW, N, N) additive mask (0 inside a region) or None.
+        relu_eps: None: softmax rows; else ReLU rows divided by their sum + ``relu_eps`` (applied
+            to the product with ``v``, which equals normalising the rows first).
+        batched: always the batched expression.
+
+    Returns (B*nW, heads, N, dv). While autograd records, tracing or compiling, or with more than
+    one torch thread: one batched expression. Otherwise the windows run in chunks of about
+    :data:`CHUNK_BYTES` of scores, computed in place and written into one output (with several
+    threads, each small operation of a chunk would be one more parallel region: on a loaded
+    machine each costs a scheduler slice; measured 8x slower than the batched form).
+    """
+    bw, h, n, _ = q.shape
+    nw = 1 if mask is None else mask.shape[0]
+    recording = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, bias))
+    if batched or recording or plain_mode() or torch.get_num_threads() > 1:
+        s = q @ k.transpose(-2, -1) + bias
+        if mask is not None:
+            s = (s.view(bw // nw, nw, h, n, n) + mask[:, None]).view(bw, h, n, n)
+        if relu_eps is None:
+            return s.softmax(-1) @ v
+        a = F.relu(s)
+        return (a @ v) / (a.sum(-1, keepdim=True) + relu_eps)
+    out = v.new_empty(bw, h, n, v.shape[-1])
+    qf, kf, vf, of = (t.reshape(bw * h, n, t.shape[-1]) for t in (q, k, v, out))
+    span = bw if mask is None else nw  # windows sharing no mask row: one image
+    chunk = max(1, min(span, CHUNK_BYTES // (h * n * n * q.element_size())))
+    for base in range(0, bw, span):
+        for w0 in range(0, span, chunk):
+            w1 = min(span, w0 + chunk)
+            rows = slice((base + w0) * h, (base + w1) * h)
+            s = torch.bmm(qf[rows], kf[rows].transpose(1, 2))
+            s.view(w1 - w0, h * n * n).add_(bias.view(1, h * n * n))
+            if mask is not None:
+                s.view(w1 - w0, h, n, n).add_(mask[w0:w1, None])
+            if relu_eps is None:
+                torch.bmm(s.softmax(-1), vf[rows], out=of[rows])
+            else:
+                total = s.relu_().sum(-1, keepdim=True).add_(relu_eps)
+                torch.bmm(s, vf[rows], out=of[rows]).div_(total)
+    return out
+
+
+def excluding_mask(mask: torch.Tensor) -> torch.Tensor:
+    """An additive mask (0 inside a region, -100 across) with -inf across regions."""
+    return torch.zeros_like(mask).masked_fill(mask != 0, float("-inf"))
+
+
+def gathered_bias(attn: nn.Module) -> torch.Tensor:
+    """``attn.position_bias()``, gathered once (contiguous) and reused while no gradient is
+    recorded and its table and index are unchanged (same storage, same version: an optimizer step
+    or ``load_state_dict`` makes a new one). Not a buffer: never in a state dict."""
+    table, index = attn.relative_position_bias_table, attn.relative_position_index
+    if torch.is_grad_enabled() or plain_mode():
+        return attn.position_bias()
+    key = (table.data_ptr(), table._version, table.dtype, index.data_ptr(), index._version)
+    cached = attn.__dict__.get("_gathered_bias")
+    if cached is None or cached[0] != key:
+        cached = (key, attn.position_bias().contiguous())
+        attn.__dict__["_gathered_bias"] = cached
+    return cached[1]
+
+
 class Mlp(nn.Module):
     """Transformer MLP: Linear(C, hidden), GELU, Linear(hidden, C)."""
 
@@ -128,18 +238,27 @@ class WindowAttention(nn.Module):
         table = self.relative_position_bias_table[self.relative_position_index.view(-1)]
         return table.view(n, n, -1).permute(2, 0, 1)  # (heads, N, N)
 
+    def prepare_mask(self, mask: torch.Tensor) -> torch.Tensor:
+        """The (nW, N, N) shifted-window mask as :meth:`windows` takes it: -inf across regions.
+
+        The official -100 leaves weights of about exp(-100), subnormal floats that add nothing
+        to a row but slow the product with the values several times over; -inf makes them 0.
+        """
+        return excluding_mask(mask)
+
     def forward(
         self, x: torch.Tensor, mask: torch.Tensor | None, shared: torch.Tensor | None = None
     ) -> torch.Tensor:
+        return self.windows(x, None if mask is None else self.prepare_mask(mask), shared)
+
+    def windows(
+        self, x: torch.Tensor, mask: torch.Tensor | None, shared: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """:meth:`forward` with a mask from :meth:`prepare_mask`."""
         bw, n, c = x.shape  # bw = batch * windows
         qkv = self.qkv(x).view(bw, n, 3, self.num_heads, c // self.num_heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (bw, heads, N, C/heads)
-        attn = (q * self.scale) @ k.transpose(-2, -1) + self.position_bias()
-        if mask is not None:
-            nw = mask.shape[0]
-            attn = attn.view(bw // nw, nw, self.num_heads, n, n) + mask[None, :, None]
-            attn = attn.view(bw, self.num_heads, n, n)
-        y = attn.softmax(-1) @ v  # (bw, heads, N, C/heads)
+        qkv = qkv.permute(2, 0, 3, 1, 4).contiguous()  # (3, bw, heads, N, C/heads)
+        y = window_attention(qkv[0] * self.scale, qkv[1], qkv[2], gathered_bias(self), mask)
         return self.proj(y.transpose(1, 2).reshape(bw, n, c))
 
 
@@ -193,21 +312,41 @@ class SwinLayer(nn.Module):
             else None
         )
         self.register_buffer("attn_mask", mask)
+        # per (h, w, device): the mask and the window order (not buffers: never in a state dict)
         self._mask_cache: dict[tuple[int, int, torch.device], torch.Tensor] = {}
+        self._order_cache: dict[tuple[int, int, torch.device], tuple[torch.Tensor, ...]] = {}
 
     def mask_for(self, h: int, w: int, device: torch.device) -> torch.Tensor | None:
         if self.shift_size == 0:
             return None
-        if torch.jit.is_tracing():  # export: sizes are traced values, keep them dynamic
+        if plain_mode():  # export: sizes are traced values, keep them dynamic
             return shifted_window_mask(h, w, self.window_size, self.shift_size, device)
         if (h, w) == (self.img_size, self.img_size) and self.attn_mask is not None:
             return self.attn_mask
         key = (h, w, device)
         if key not in self._mask_cache:
-            self._mask_cache[key] = shifted_window_mask(h, w, self.window_size, self.shift_size).to(
-                device
-            )
+            with torch.inference_mode(False):  # usable by a later training step
+                mask = shifted_window_mask(h, w, self.window_size, self.shift_size, device)
+            self._mask_cache[key] = mask
         return self._mask_cache[key]
+
+    def order_for(self, h: int, w: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+        """(order, inverse, prepared mask) for an (h, w) input: row-major tokens to (shifted)
+        window order and back, and the mask as :meth:`attn.prepare_mask` wants it (or None)."""
+        key = (h, w, device)
+        if key not in self._order_cache:
+            ws, shift = self.window_size, self.shift_size
+            with torch.inference_mode(False):  # index_select saves them for backward
+                mask = shifted_window_mask(h, w, ws, shift, device) if shift else None
+                order = window_order(h, w, ws, shift, device)
+                inverse = torch.empty_like(order).scatter_(
+                    0, order, torch.arange(order.numel(), device=device)
+                )
+                prepare = getattr(self.attn, "prepare_mask", None)
+                if mask is not None and prepare is not None:
+                    mask = prepare(mask)
+            self._order_cache[key] = (order, inverse, mask)
+        return self._order_cache[key]
 
     def forward(
         self, x: torch.Tensor, size: tuple[int, int], shared: torch.Tensor | None = None
@@ -215,15 +354,47 @@ class SwinLayer(nn.Module):
         h, w = size
         b, _, c = x.shape
         ws, s = self.window_size, self.shift_size
-        y = self.norm1(x).view(b, h, w, c)
-        if s:
-            y = torch.roll(y, shifts=(-s, -s), dims=(1, 2))
-        y = self.attn(window_partition(y, ws), self.mask_for(h, w, x.device), shared)
-        y = window_reverse(y, ws, h, w)
-        if s:
-            y = torch.roll(y, shifts=(s, s), dims=(1, 2))
-        x = x + self.drop_path(y.reshape(b, h * w, c))
+        if plain_mode():  # traced shapes: roll and partition (the official formulation)
+            y = self.norm1(x).view(b, h, w, c)
+            if s:
+                y = torch.roll(y, shifts=(-s, -s), dims=(1, 2))
+            y = self.attn(window_partition(y, ws), self.mask_for(h, w, x.device), shared)
+            y = window_reverse(y, ws, h, w)
+            if s:
+                y = torch.roll(y, shifts=(s, s), dims=(1, 2))
+            y = y.reshape(b, h * w, c)
+        elif torch.is_grad_enabled() or self.training or torch.get_num_threads() > 1:
+            # one gather into window order and back, all windows in one batch
+            order, inverse, _ = self.order_for(h, w, x.device)
+            y = self.norm1(x).index_select(1, order).view(-1, ws * ws, c)
+            y = self.attn(y, self.mask_for(h, w, x.device), shared)
+            y = y.view(b, h * w, c).index_select(1, inverse)
+        else:
+            return self._forward_chunked(x, size, shared)
+        x = x + self.drop_path(y)
         return x + self.drop_path(self.mlp(self.norm2(x)))
+
+    def _forward_chunked(
+        self, x: torch.Tensor, size: tuple[int, int], shared: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Inference: the whole layer (norms, attention, MLP, residuals) on chunks of windows
+        small enough to stay in the CPU caches, written back into row-major order."""
+        b, length, c = x.shape
+        n = self.window_size**2
+        nw = length // n
+        order, inverse, mask = self.order_for(*size, x.device)
+        windows = getattr(self.attn, "windows", self.attn)  # takes the prepared mask
+        heads = getattr(self.attn, "num_heads", 1)
+        chunk = max(1, CHUNK_BYTES // (heads * n * n * x.element_size()))
+        out = torch.empty_like(x)  # in window order
+        for i in range(b):
+            for w0 in range(0, nw, chunk):
+                w1 = min(nw, w0 + chunk)
+                t = x[i].index_select(0, order[w0 * n : w1 * n])
+                part = None if mask is None else mask[w0:w1]
+                t = t + windows(self.norm1(t).view(w1 - w0, n, c), part, shared).view(-1, c)
+                torch.add(t, self.mlp(self.norm2(t)), out=out[i, w0 * n : w1 * n])
+        return out.index_select(1, inverse)
 
 
 class _Layers(nn.Module):

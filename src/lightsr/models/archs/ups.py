@@ -32,7 +32,15 @@ from torch import nn
 
 from lightsr.models.base import ArchDescriptor, Detected, StateDict
 
-from .swinir import FIRST_LAYER, SwinIRSkeleton, relative_position_index, swin_skeleton_config
+from .swinir import (
+    FIRST_LAYER,
+    SwinIRSkeleton,
+    excluding_mask,
+    gathered_bias,
+    relative_position_index,
+    swin_skeleton_config,
+    window_attention,
+)
 
 __all__ = ["ARCH", "SIMILARITIES", "UPS", "UPSAttention", "detect"]
 
@@ -99,42 +107,69 @@ class UPSAttention(nn.Module):
     def attention_map(
         self, x: torch.Tensor, mask: torch.Tensor | None, shared: torch.Tensor | None
     ) -> torch.Tensor:
-        """(B*nW, N, C) tokens -> (B*nW, heads, N, N) attention weights (rows sum to 1 or 0)."""
+        """(B*nW, N, C) tokens -> (B*nW, heads, N, N) attention weights (rows sum to 1 or 0).
+
+        The weights themselves, batched (for analysis and tests); :meth:`forward` does not form
+        them but applies them to the values window chunk by window chunk.
+        """
+        bw, n, _ = x.shape
+        eye = torch.eye(n, dtype=x.dtype, device=x.device).expand(bw, self.num_heads, n, n)
+        q, k = self._queries_keys(x, shared)
+        mask = None if mask is None else self.prepare_mask(mask)
+        return self._attend(q, k, eye, mask, batched=True)
+
+    def _queries_keys(
+        self, x: torch.Tensor, shared: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Q (scaled) and K = P, the tokens in the unified projection space: (bw, h, N, d/h)."""
         w_u = self.qk if self.qk is not None else shared
         if w_u is None:
             raise RuntimeError("UPSAttention needs the model's shared projection")
         bw, n, _ = x.shape
-        h = self.num_heads
-        p = (x @ w_u).view(bw, n, h, -1).transpose(1, 2)  # (bw, h, N, d/h): the shared space
+        p = (x @ w_u).view(bw, n, self.num_heads, -1).transpose(1, 2)  # the shared space
         if self.similarity.startswith("cosine"):
-            p = F.normalize(p, dim=-1)
-            s = p @ p.transpose(-2, -1)  # Q = K = the unified projection
+            p = F.normalize(p, dim=-1)  # Q = K = the unified projection
         else:
-            s = (p @ p.transpose(-2, -1)) * p.shape[-1] ** -0.5
+            p = p.contiguous()
         if self.similarity == "cosine-softmax":
-            s = s * self.logit_scale.clamp(max=math.log(100.0)).exp()
-        s = s + self.position_bias()
-        keep = None
-        if mask is not None:  # (nW, N, N): 0 inside a region, -100 across
-            nw = mask.shape[0]
-            keep = (mask == 0).to(s.dtype)[None, :, None]  # (1, nW, 1, N, N)
-        if self.similarity.endswith("softmax"):
-            if keep is not None:
-                s = s.view(bw // nw, nw, h, n, n).masked_fill(keep == 0, float("-inf"))
-                s = s.view(bw, h, n, n)
-            return s.softmax(-1)
-        a = F.relu(s)
-        if keep is not None:  # masked pairs contribute nothing
-            a = (a.view(bw // nw, nw, h, n, n) * keep).view(bw, h, n, n)
-        return a / (a.sum(-1, keepdim=True) + self.eps)
+            return p * self.logit_scale.clamp(max=math.log(100.0)).exp(), p
+        if self.similarity.startswith("dot"):
+            return p * p.shape[-1] ** -0.5, p
+        return p, p
+
+    def _attend(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        mask: torch.Tensor | None,
+        *,
+        batched: bool = False,
+    ) -> torch.Tensor:
+        """Rows of the similarity (bias added, masked pairs excluded) applied to v; ``mask`` as
+        :meth:`prepare_mask` returns it."""
+        relu_eps = None if self.similarity.endswith("softmax") else self.eps
+        bias = gathered_bias(self)
+        return window_attention(q, k, v, bias, mask, relu_eps=relu_eps, batched=batched)
+
+    def prepare_mask(self, mask: torch.Tensor) -> torch.Tensor:
+        """The (nW, N, N) mask (0 inside a region, -100 across) with -inf across regions: ReLU
+        and softmax then give exact zeros for the pairs across."""
+        return excluding_mask(mask)
 
     def forward(
         self, x: torch.Tensor, mask: torch.Tensor | None, shared: torch.Tensor | None = None
     ) -> torch.Tensor:
+        return self.windows(x, None if mask is None else self.prepare_mask(mask), shared)
+
+    def windows(
+        self, x: torch.Tensor, mask: torch.Tensor | None, shared: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """:meth:`forward` with a mask from :meth:`prepare_mask`."""
         bw, n, c = x.shape
-        a = self.attention_map(x, mask, shared)
+        q, k = self._queries_keys(x, shared)
         v = (self.v(x) if self.v is not None else x).view(bw, n, self.num_heads, -1)
-        y = a @ v.transpose(1, 2)  # (bw, heads, N, C/heads)
+        y = self._attend(q, k, v.transpose(1, 2).contiguous(), mask)  # (bw, heads, N, C/heads)
         return self.proj(y.transpose(1, 2).reshape(bw, n, c))
 
 
