@@ -212,3 +212,17 @@ def test_eval_no_reference_errors(tmp_path: Path, capsys) -> None:
     assert "tiny.png" in err and "at least 96x96" in err
     assert main([*args, "Set5"]) == 2
     assert "folders of input images" in capsys.readouterr().err
+
+
+def test_no_reference_inputs_may_be_16_bit(tmp_path: Path) -> None:
+    """Real photos come as 16-bit PNGs too: no-reference evaluation rounds them to 8 bits."""
+    from lightsr.evaluation.evaluate import evaluate
+
+    rng = np.random.default_rng(1)
+    img8 = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    write_image(tmp_path / "a" / "x.png", img8)
+    write_image(tmp_path / "b" / "x.png", img8.astype(np.uint16) * 257)
+    kw = {"metrics": ("niqe",), "reference": False}
+    (r8,) = evaluate("bicubic-rgb", "bicubic", [str(tmp_path / "a")], 4, **kw)
+    (r16,) = evaluate("bicubic-rgb", "bicubic", [str(tmp_path / "b")], 4, **kw)
+    assert r8.niqe == r16.niqe

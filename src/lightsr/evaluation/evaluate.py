@@ -178,7 +178,12 @@ def _paired_lr(lr_dir: Path, stem: str, scale: int) -> Path:
     )
 
 
-def _as_rgb8(img: np.ndarray, path: Path) -> np.ndarray:
+def _as_rgb8(img: np.ndarray, path: Path, reduce: bool = False) -> np.ndarray:
+    """RGB uint8; ``reduce``: 16-bit and float inputs are rounded to 8 bits (no-reference
+    inputs, e.g. real photos), else they are refused (the papers' protocol is 8-bit)."""
+    if img.dtype != np.uint8 and reduce:
+        scale = 65535.0 if img.dtype == np.uint16 else 1.0
+        img = np.clip(np.round(img.astype(np.float64) / scale * 255.0), 0, 255).astype(np.uint8)
     if img.dtype != np.uint8:
         raise LightSRError(f"{path}: evaluation expects 8-bit images, found {img.dtype}")
     if img.ndim == 2:
@@ -415,7 +420,7 @@ def evaluate(
             if reference:
                 sr, ref = _sr_and_reference(model, path, scale, ds_lr, ensemble, degradations)
             else:
-                lr = _as_rgb8(read_image(path), path)
+                lr = _as_rgb8(read_image(path), path, reduce=True)
                 if degradations and degradations[0][0] == "high-order":
                     raise LightSRError("--degrade high-order needs ground truth (the HR)")
                 if degradations:
