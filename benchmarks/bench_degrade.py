@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
+from _timing import time_ms
 
 from lightsr.degrade import degrade
 from lightsr.evaluation.resize import imresize_torch
@@ -39,17 +38,6 @@ def hr_batch(n: int = 16, size: int = 256, seed: int = 0) -> torch.Tensor:
         left = rng.integers(0, big.shape[1] - size + 1)
         crops.append(big[top : top + size, left : left + size])
     return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 255
-
-
-def _time(fn: Callable[[int], object], repeats: int) -> tuple[float, float]:
-    """Median and min wall time in milliseconds over ``repeats`` runs after one warm-up."""
-    fn(-1)
-    times = []
-    for i in range(repeats):
-        start = time.perf_counter()
-        fn(i)
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times), min(times)
 
 
 def main() -> None:
@@ -72,7 +60,7 @@ def main() -> None:
     )
     print(f"{'case':<26} {'median ms':>10} {'min ms':>8} {'images/s':>9}")
     for name, fn in cases:
-        median, best = _time(fn, args.repeats)
+        median, best = time_ms(fn, args.repeats)
         print(f"{name:<26} {median:>10.1f} {best:>8.1f} {16e3 / median:>9.1f}")
 
 

@@ -14,27 +14,15 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import time
-from collections.abc import Callable
 
 import numpy as np
+from _timing import time_ms
 
 from lightsr.evaluation.metrics import niqe
 from lightsr.evaluation.resize import imresize
 from lightsr.inference.io import read_image
 from lightsr.runtime import shared_root
-
-
-def _time(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
-    """Median and min wall time in milliseconds, after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times), min(times)
 
 
 def main() -> None:
@@ -54,7 +42,7 @@ def main() -> None:
     print(f"first call of the process (baboon, includes setup): {first:.0f} ms")
     print(f"{'image':<28} {'NIQE':>8} {'median ms':>10} {'min ms':>8}")
     for label, img in (("baboon 500x480", baboon), ("baboon resized 1024x768", large)):
-        med, low = _time(lambda img=img: niqe(img), args.repeats)
+        med, low = time_ms(lambda _i, img=img: niqe(img), args.repeats)
         score = value if img is baboon else niqe(img)
         print(f"{label:<28} {score:>8.4f} {med:>10.1f} {low:>8.1f}")
 

@@ -11,25 +11,13 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
-import time
 from collections.abc import Callable
 
 import numpy as np
 import torch
+from _timing import time_ms
 
 from lightsr.evaluation.resize import imresize, imresize_torch
-
-
-def _time(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
-    """Median and min wall time in milliseconds, after one warm-up call (fills the caches)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times), min(times)
 
 
 def main() -> None:
@@ -62,7 +50,7 @@ def main() -> None:
     )
     print(f"{'path':<15} {'shape':<26} {'median ms':>10} {'min ms':>8}")
     for path, shape, fn in cases:
-        median, best = _time(fn, args.repeats)
+        median, best = time_ms(lambda _i, fn=fn: fn(), args.repeats)
         print(f"{path:<15} {shape:<26} {median:>10.1f} {best:>8.1f}")
 
 
