@@ -26,7 +26,7 @@ from pathlib import Path
 import lightsr
 from lightsr.evaluation.bench import count_complexity, input_size_for_output
 from lightsr.evaluation.evaluate import evaluate
-from lightsr.inference.io import new_file_mode
+from lightsr.files import new_file_mode
 from lightsr.models.checkpoint import read_state_dict
 from lightsr.models.registry import MODELS, ModelSpec
 

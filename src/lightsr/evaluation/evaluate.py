@@ -230,6 +230,13 @@ def parse_degradations(specs: Sequence[str]) -> list[tuple[str, float]]:
     return out
 
 
+def _high_order_seed(degradations: Sequence[tuple[str, float]]) -> int | None:
+    """The seed of a ``high-order`` degradation (always first, see :func:`parse_degradations`)."""
+    if degradations and degradations[0][0] == "high-order":
+        return int(degradations[0][1])
+    return None
+
+
 def degrade(lr: np.ndarray, degradations: Sequence[tuple[str, float]], seed: int) -> np.ndarray:
     """Apply LR-side degradations (UPS robustness protocol) to a uint8 RGB image.
 
@@ -312,7 +319,8 @@ def _sr_and_reference(
     raw = read_image(path)
     if model == "bicubic" and degradations:
         raise LightSRError("--degrade works on RGB LR: use --model bicubic-rgb")
-    if ds_lr is not None and degradations and degradations[0][0] == "high-order":
+    seed = _high_order_seed(degradations)
+    if ds_lr is not None and seed is not None:
         raise LightSRError("--degrade high-order makes the LR from the HR: drop --lr-dir")
     if model == "bicubic":
         return _bicubic_y(modcrop(raw, scale), scale)
@@ -325,11 +333,10 @@ def _sr_and_reference(
                 f"{lr_path}: LR is {lr.shape[1]}x{lr.shape[0]}, expected "
                 f"{hr.shape[1] // scale}x{hr.shape[0] // scale} (HR / {scale})"
             )
-    elif degradations and degradations[0][0] == "high-order":
+    elif seed is not None:
         from lightsr.degrade import degrade_image
 
-        seed, index = int(degradations[0][1]), zlib.crc32(path.stem.encode())
-        lr = degrade_image(hr, scale, seed=seed, index=index)
+        lr = degrade_image(hr, scale, seed=seed, index=zlib.crc32(path.stem.encode()))
     else:
         lr = imresize(hr, 1 / scale)
     if degradations:
@@ -421,7 +428,7 @@ def evaluate(
                 sr, ref = _sr_and_reference(model, path, scale, ds_lr, ensemble, degradations)
             else:
                 lr = _as_rgb8(read_image(path), path, reduce=True)
-                if degradations and degradations[0][0] == "high-order":
+                if _high_order_seed(degradations) is not None:
                     raise LightSRError("--degrade high-order needs ground truth (the HR)")
                 if degradations:
                     lr = degrade(lr, degradations, zlib.crc32(path.stem.encode()))
