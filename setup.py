@@ -28,6 +28,9 @@ HERE = Path(__file__).resolve().parent
 NATIVE = HERE / "src" / "lightsr" / "native"
 KERNELS = "lightsr.native.libsafmn"  # the extension's name; its file is libsafmn.so
 SOURCE = "src/lightsr/native/kernels/safmn.cpp"
+#: Every source of the library, in lightsr.native.ops._SOURCES's order (the digest hashes them
+#: concatenated).
+SOURCES = [SOURCE, "src/lightsr/native/kernels/safmn_train.cpp"]
 
 
 def _ops_constants() -> tuple[list[str], int]:
@@ -81,10 +84,11 @@ class BuildKernels(build_ext):
             reason = "no C++ compiler found when lightsr was installed"
             raise RuntimeError(reason, "install g++ (or set CXX) and reinstall lightsr")
         flags, abi = _ops_constants()
-        source = HERE / SOURCE
-        digest = int(hashlib.sha256(source.read_bytes()).hexdigest()[:16], 16)
+        sources = [HERE / s for s in SOURCES]
+        text = b"".join(s.read_bytes() for s in sources)
+        digest = int(hashlib.sha256(text).hexdigest()[:16], 16)
         defines = [f"-DLSR_ABI={abi}", f"-DLSR_SOURCE_DIGEST={digest:#018x}ULL"]
-        command = [cxx, *flags, *defines, "-o", str(out), str(source)]
+        command = [cxx, *flags, *defines, "-o", str(out), *map(str, sources)]
         print(" ".join(command), file=sys.stderr)
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:
@@ -98,7 +102,7 @@ class BuildKernels(build_ext):
 def _kernels() -> list[Extension]:
     """The kernels' extension on x86-64 Linux (AVX2 code), none elsewhere."""
     if sys.platform.startswith("linux") and platform.machine().lower() in ("x86_64", "amd64"):
-        return [Extension(KERNELS, sources=[SOURCE], optional=True)]
+        return [Extension(KERNELS, sources=SOURCES, optional=True)]
     return []
 
 

@@ -7,15 +7,22 @@ training process: ``data.workers=0``) and do the same work per step; only the ex
 differ:
 
 - ``plain fp32``: a 15-line eager float32 loop written here (forward, loss, backward, Adam, EMA).
+- ``plain fp32 + native kernels``: the same loop with the model passed through
+  :func:`lightsr.native.train_ops.native_training_model` (Winograd 3x3 convolutions forward and
+  backward, fused LayerNorm, channels-last SAFM/CCM; float32, AVX2 CPUs), so the two rows differ
+  only in the kernels.
 - ``lightsr ...``: :func:`~lightsr.training.loop.train` with a config, timed from the it/s it logs
   every iteration (``metrics.jsonl``), after its warm-up (compilation) iterations.
 
 The plain loop runs first and last and its two medians are averaged, so load drift on a shared
-machine hits both sides. Prints samples/s per row and the ratio to the plain loop.
+machine hits both sides. Prints samples/s per row and the ratio to the plain loop, and for the
+plain and native rows also the CPU seconds per step (this process, all threads), which other
+processes' load disturbs much less than wall time.
 
     python benchmarks/bench_train.py                 # CPU: threads = CPUs this process may use
     OMP_NUM_THREADS=1 python benchmarks/bench_train.py
     python benchmarks/bench_train.py --device cuda --batch 64   # the paper's batch on a GPU
+    python benchmarks/bench_train.py --native-only   # plain vs native kernels only (CPU)
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import torch
 
 from lightsr.inference.io import write_image
 from lightsr.models.registry import build_model
+from lightsr.native.train_ops import native_training_available, native_training_model
 from lightsr.runtime import configure_threads
 from lightsr.training.config import load_config
 from lightsr.training.data import PatchDataset, StreamSampler, make_loader, scan_images
@@ -48,20 +56,30 @@ def make_images(folder: Path, n: int = 8, size: int = 512) -> None:
 
 
 def plain_loop(
-    folder: Path, steps: int, warmup: int, batch: int, patch: int, device: torch.device
-) -> float:
-    """Eager float32: the loop anyone would write first. Returns median samples/s."""
+    folder: Path,
+    steps: int,
+    warmup: int,
+    batch: int,
+    patch: int,
+    device: torch.device,
+    native: bool = False,
+) -> tuple[float, float]:
+    """Eager float32: the loop anyone would write first (with ``native``, on the native
+    training kernels). Returns median samples/s and the median CPU seconds (all of this
+    process's threads) per step."""
     torch.manual_seed(0)
     model = build_model("safmn-x4").to(device)
+    if native:
+        model = native_training_model(model)
     ema = build_model("safmn-x4").to(device).requires_grad_(False)
     ema.load_state_dict(model.state_dict())
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.99))
     records = scan_images([folder], scale=4, patch_size=patch, log=lambda s: None)
     ds = PatchDataset(records, scale=4, patch_size=patch, seed=0, cache=True)
     loader = iter(make_loader(ds, StreamSampler(len(ds), batch_size=batch, seed=0), workers=0))
-    times = []
+    times, cpu = [], []
     for i in range(warmup + steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         lr_img, hr_img = next(loader)
         lr_img, hr_img = lr_img.to(device), hr_img.to(device)
         loss, _ = sr_loss(model(lr_img), hr_img, l1=1.0, fft=0.05)
@@ -73,7 +91,8 @@ def plain_loop(
             torch.cuda.synchronize()
         if i >= warmup:
             times.append(time.perf_counter() - t0)
-    return batch / statistics.median(times)
+            cpu.append(time.process_time() - c0)
+    return batch / statistics.median(times), statistics.median(cpu)
 
 
 def lightsr_loop(
@@ -121,6 +140,9 @@ def main() -> None:
     ap.add_argument("--patch", type=int, default=64, help="LR patch side (64)")
     ap.add_argument("--steps", type=int, default=8, help="timed steps per row (8)")
     ap.add_argument("--quick", action="store_true", help="only plain vs the fastest options")
+    ap.add_argument(
+        "--native-only", action="store_true", help="only plain vs plain + native kernels"
+    )
     args = ap.parse_args()
     device = torch.device(args.device)
     threads = configure_threads() if device.type == "cpu" else None
@@ -128,7 +150,9 @@ def main() -> None:
     rows: list[tuple[str, list[str], int]] = [  # label, options, warm-up steps
         ("lightsr bf16 + channels_last + compile", [*fast, "train.compile=true"], 3),
     ]
-    if not args.quick:
+    if args.native_only:
+        rows = []
+    elif not args.quick:
         rows = [
             ("lightsr fp32 (same options as plain)", [], 2),
             ("lightsr bf16 + channels_last", fast, 2),
@@ -148,6 +172,15 @@ def main() -> None:
         t0 = time.perf_counter()
         plain = [plain_loop(folder, args.steps, 2, args.batch, args.patch, device)]
         results = []
+        native_cpu = None
+        if device.type == "cpu" and native_training_available():
+            t = time.perf_counter()
+            sps, native_cpu = plain_loop(
+                folder, args.steps, 2, args.batch, args.patch, device, native=True
+            )
+            results.append(("plain fp32 + native kernels", sps, time.perf_counter() - t))
+        else:
+            print("(no native row: the native training kernels do not run here)")
         for i, (label, sets, warm) in enumerate(rows):
             t = time.perf_counter()
             sps = lightsr_loop(
@@ -156,16 +189,22 @@ def main() -> None:
             )  # fmt: skip
             results.append((label, sps, time.perf_counter() - t))
         plain.append(plain_loop(folder, args.steps, 2, args.batch, args.patch, device))
-    base = sum(plain) / 2
+    base = sum(p[0] for p in plain) / 2
+    base_cpu = sum(p[1] for p in plain) / 2
     print(f"{'loop':42s} {'samples/s':>10s} {'it/s':>7s} {'vs plain':>9s}")
     print(
         f"{'plain eager fp32 (first, last run)':42s} {base:10.2f} {base / args.batch:7.3f} "
-        f"{1.0:8.2f}x   ({plain[0]:.2f}, {plain[1]:.2f})"
+        f"{1.0:8.2f}x   ({plain[0][0]:.2f}, {plain[1][0]:.2f})"
     )
     for label, sps, secs in results:
         print(
             f"{label:42s} {sps:10.2f} {sps / args.batch:7.3f} {sps / base:8.2f}x   "
             f"(row took {secs:.0f} s with warm-up)"
+        )
+    if native_cpu is not None:  # robust to other processes' load, unlike wall time
+        print(
+            f"CPU seconds per step (median; first/last plain averaged): plain {base_cpu:.2f}, "
+            f"native {native_cpu:.2f}: {base_cpu / native_cpu:.2f}x"
         )
     print(f"total {time.perf_counter() - t0:.0f} s")
 

@@ -100,6 +100,9 @@ __all__ = [
 ]
 
 _SOURCE = Path(__file__).with_name("kernels") / "safmn.cpp"
+#: Every source compiled into the library (training's backward kernels: ``safmn_train.cpp``,
+#: used by :mod:`lightsr.native.train_ops`); the digest covers them all, in this order.
+_SOURCES = (_SOURCE, _SOURCE.with_name("safmn_train.cpp"))
 #: The library built at install time (``setup.py``) and the note it leaves when it could not.
 _INSTALLED = Path(__file__).with_name("libsafmn.so")
 _INSTALL_NOTE = Path(__file__).with_name("libsafmn.txt")
@@ -203,10 +206,16 @@ def _source_checkout() -> bool:
     return here.parents[2].name == "src" and (here.parents[3] / "pyproject.toml").is_file()
 
 
+def _source_bytes() -> bytes:
+    """The sources of :data:`_SOURCES`, concatenated (what the digest and the build key hash)."""
+    return b"".join(p.read_bytes() for p in _SOURCES)
+
+
 def _source_digest() -> int | None:
-    """The first 64 bits of the SHA-256 of ``kernels/safmn.cpp`` (None without the source)."""
+    """The first 64 bits of the SHA-256 of the sources (:data:`_SOURCES`, concatenated; None
+    without them)."""
     try:
-        return int(hashlib.sha256(_SOURCE.read_bytes()).hexdigest()[:16], 16)
+        return int(hashlib.sha256(_source_bytes()).hexdigest()[:16], 16)
     except OSError:
         return None
 
@@ -214,7 +223,7 @@ def _source_digest() -> int | None:
 def _compile_command(cxx: str, out: str) -> list[str]:
     """The compiler call; ``setup.py`` builds the same one from :data:`_FLAGS` and :data:`ABI`."""
     defines = [f"-DLSR_ABI={ABI}", f"-DLSR_SOURCE_DIGEST={_source_digest() or 0:#018x}ULL"]
-    return [cxx, *_FLAGS, *defines, "-o", out, str(_SOURCE)]
+    return [cxx, *_FLAGS, *defines, "-o", out, *map(str, _SOURCES)]
 
 
 def _unsafe_reason(path: Path) -> str | None:
@@ -329,7 +338,7 @@ def _build() -> Path:
         raise _Unavailable("no C++ compiler found (set CXX or install g++)", "install g++")
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False)
     command = " ".join(_compile_command("", ""))
-    key = hashlib.sha256(_SOURCE.read_bytes() + command.encode() + version.stdout.encode())
+    key = hashlib.sha256(_source_bytes() + command.encode() + version.stdout.encode())
     return _cached_or_built(cxx, f"safmn-{key.hexdigest()[:16]}.so")
 
 

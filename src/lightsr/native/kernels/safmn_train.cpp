@@ -1,0 +1,391 @@
+// Native CPU kernels for training SAFMN (x86-64 with AVX2 and FMA, float32, channels last),
+// compiled into the same library as safmn.cpp (lightsr.native.ops builds both sources).
+//
+// A 3x3 convolution with zero padding, out = conv3x3(y, w) (C -> E channels), needs three
+// products in training, all three by Winograd's F(4x4, 3x3) (Lavin & Gray 2016):
+//
+//   forward        out = conv3x3(y, w)                    safmn.cpp's lsr_conv3x3_f43
+//   input grad.    dy  = conv3x3(dout, flip(w)^T)         the same kernel, with the flipped,
+//                                                         transposed weights (E -> C)
+//   weight grad.   dw  = sum over pixels of dout x y      lsr_conv3x3_wgrad_f43 below
+//
+// The weight gradient by the same algorithm: writing F(4, 3) as the trilinear form
+// sum_i z_i sum_k g_k d_{i+k} = sum_l (A z)_l (G g)_l (B^T d)_l (A^T, G, B^T of F(4x4, 3x3)),
+// the derivative in g gives dw_k = sum_i dout_i d_{i+k} = (G^T [(A dout) . (B^T d)])_k, and in
+// two dimensions, summed over all tiles t of the batch,
+//
+//   dw = G^T M G,   M[a, b][c, e] = sum_t (B^T d_t B)[a, b][c] (A dout_t A^T)[a, b][e]
+//
+// with d_t the 6x6 patch of y at (4 ty - 1, 4 tx - 1) (zeros outside the image) and dout_t the
+// 4x4 tile of the output gradient at (4 ty, 4 tx). This kernel computes M, 36 products of
+// (C x T) by (T x E) matrices summed over the T tiles (a quarter of the direct method's
+// multiplications); lightsr.native.train_ops applies G^T . G in float64.
+//
+// Layouts (float32, C-contiguous; H, W multiples of 4):
+//   y     (N, H, W, C)      dout  (N, H, W, E)
+//   M     (36, CP, EP)      CP = C rounded up to 8, EP = E rounded up to 24; padded entries 0
+
+#include <immintrin.h>
+#include <omp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+namespace {
+
+constexpr int GT = 16;  // tiles per group (a group's transforms stay in L2)
+
+// The first n % 8 lanes, or all eight when n % 8 == 0.
+inline __m256i tail_mask(int n) {
+    alignas(32) int lanes[8];
+    for (int l = 0; l < 8; ++l) lanes[l] = (n % 8 == 0 || l < n % 8) ? -1 : 0;
+    return _mm256_load_si256((const __m256i*)lanes);
+}
+
+// r = B^T d for six rows of nvec vectors of channels; the last vector is read through `tail`
+// when has_tail (no byte past a pixel's channels is touched); r is written whole.
+inline void b_rows(const float* const d[6], float* const r[6], int nvec, __m256i tail,
+                   bool has_tail) {
+    const __m256 four = _mm256_set1_ps(4.0f), five = _mm256_set1_ps(5.0f),
+                 two = _mm256_set1_ps(2.0f);
+    for (int v = 0; v < nvec; ++v) {
+        __m256 x[6];
+        if (has_tail && v == nvec - 1)
+            for (int i = 0; i < 6; ++i) x[i] = _mm256_maskload_ps(d[i] + 8 * v, tail);
+        else
+            for (int i = 0; i < 6; ++i) x[i] = _mm256_loadu_ps(d[i] + 8 * v);
+        const __m256 d42 = _mm256_sub_ps(x[4], x[2]), d31 = _mm256_sub_ps(x[3], x[1]);
+        _mm256_storeu_ps(r[0] + 8 * v, _mm256_fnmadd_ps(five, x[2], _mm256_fmadd_ps(four, x[0], x[4])));
+        _mm256_storeu_ps(r[1] + 8 * v, _mm256_fnmadd_ps(four, _mm256_add_ps(x[1], x[2]), _mm256_add_ps(x[3], x[4])));
+        _mm256_storeu_ps(r[2] + 8 * v, _mm256_fmadd_ps(four, _mm256_sub_ps(x[1], x[2]), _mm256_sub_ps(x[4], x[3])));
+        _mm256_storeu_ps(r[3] + 8 * v, _mm256_fmadd_ps(two, d31, d42));
+        _mm256_storeu_ps(r[4] + 8 * v, _mm256_fnmadd_ps(two, d31, d42));
+        _mm256_storeu_ps(r[5] + 8 * v, _mm256_fnmadd_ps(five, x[3], _mm256_fmadd_ps(four, x[1], x[5])));
+    }
+}
+
+// z = A u for four rows of nvec vectors (A = (A^T)^T of F(4x4, 3x3), 6 x 4):
+// z0 = u0, z1 = u0 + u1 + u2 + u3, z2 = u0 - u1 + u2 - u3, z3 = u0 + 2 u1 + 4 u2 + 8 u3,
+// z4 = u0 - 2 u1 + 4 u2 - 8 u3, z5 = u3. Vectors from nload on are zeros (padding); vector
+// nload - 1 is read through `tail` when has_tail.
+inline void a_rows(const float* const u[4], float* const z[6], int nload, int nvec,
+                   __m256i tail, bool has_tail) {
+    const __m256 two = _mm256_set1_ps(2.0f), four = _mm256_set1_ps(4.0f),
+                 eight = _mm256_set1_ps(8.0f);
+    for (int v = 0; v < nvec; ++v) {
+        __m256 x[4];
+        if (v >= nload)
+            for (int i = 0; i < 4; ++i) x[i] = _mm256_setzero_ps();
+        else if (has_tail && v == nload - 1)
+            for (int i = 0; i < 4; ++i) x[i] = _mm256_maskload_ps(u[i] + 8 * v, tail);
+        else
+            for (int i = 0; i < 4; ++i) x[i] = _mm256_loadu_ps(u[i] + 8 * v);
+        const __m256 e02 = _mm256_add_ps(x[0], x[2]), o13 = _mm256_add_ps(x[1], x[3]);
+        const __m256 e4 = _mm256_fmadd_ps(four, x[2], x[0]);
+        const __m256 o8 = _mm256_fmadd_ps(eight, x[3], _mm256_mul_ps(two, x[1]));
+        _mm256_storeu_ps(z[0] + 8 * v, x[0]);
+        _mm256_storeu_ps(z[1] + 8 * v, _mm256_add_ps(e02, o13));
+        _mm256_storeu_ps(z[2] + 8 * v, _mm256_sub_ps(e02, o13));
+        _mm256_storeu_ps(z[3] + 8 * v, _mm256_add_ps(e4, o8));
+        _mm256_storeu_ps(z[4] + 8 * v, _mm256_sub_ps(e4, o8));
+        _mm256_storeu_ps(z[5] + 8 * v, x[3]);
+    }
+}
+
+// M[c0 .. c0 + 3][e0 .. e0 + 8 NV) += sum_t V[t][c] Z[t][e] over nt tiles (V rows of CP floats,
+// Z rows of EP floats): 4 x NV accumulators kept in registers over the tiles.
+template <int NV>
+inline void accumulate(const float* V, int CP, const float* Z, int EP, int nt, float* M) {
+    __m256 acc[4][NV];
+    for (int i = 0; i < 4; ++i)
+        for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_load_ps(M + (size_t)i * EP + 8 * v);
+    for (int t = 0; t < nt; ++t) {
+        const float* vt = V + (size_t)t * CP;
+        const float* zt = Z + (size_t)t * EP;
+        __m256 zv[NV];
+        for (int v = 0; v < NV; ++v) zv[v] = _mm256_load_ps(zt + 8 * v);
+        for (int i = 0; i < 4; ++i) {
+            const __m256 b = _mm256_broadcast_ss(vt + i);
+            for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_fmadd_ps(b, zv[v], acc[i][v]);
+        }
+    }
+    for (int i = 0; i < 4; ++i)
+        for (int v = 0; v < NV; ++v) _mm256_store_ps(M + (size_t)i * EP + 8 * v, acc[i][v]);
+}
+
+// One group of nt tiles of one image's tile row ty, from tile column tx0: transforms into V
+// (36, GT, CP) and Z (36, GT, EP), then M (36, CP, EP) += the 36 products.
+void wgrad_group(const float* y, const float* g, int H, int W, int C, int E, int ty, int tx0,
+                 int nt, float* V, float* Z, float* rowt, const float* zeros, float* M) {
+    const int CP = (C + 7) / 8 * 8, EP = (E + 23) / 24 * 24;
+    const __m256i ctail = tail_mask(C), etail = tail_mask(E);
+    for (int t = 0; t < nt; ++t) {
+        // V[a * 6 + b][t] = (B^T d B)[a][b]; rowt holds B^T along the rows: [6 a][6 j][CP]
+        const int oy = 4 * ty - 1, ox = 4 * (tx0 + t) - 1;
+        for (int j = 0; j < 6; ++j) {
+            const int col = ox + j;
+            const float* d[6];
+            float* r[6];
+            for (int i = 0; i < 6; ++i) {
+                const int row = oy + i;
+                d[i] = (row < 0 || row >= H || col < 0 || col >= W)
+                           ? zeros
+                           : y + ((size_t)row * W + col) * C;
+                r[i] = rowt + ((size_t)i * 6 + j) * CP;
+            }
+            b_rows(d, r, CP / 8, ctail, C % 8 != 0);
+        }
+        for (int a = 0; a < 6; ++a) {
+            const float* d[6];
+            float* r[6];
+            for (int j = 0; j < 6; ++j) {
+                d[j] = rowt + ((size_t)a * 6 + j) * CP;
+                r[j] = V + (((size_t)a * 6 + j) * GT + t) * CP;
+            }
+            b_rows(d, r, CP / 8, ctail, false);
+        }
+        // Z[a * 6 + b][t] = (A u A^T)[a][b]; rowt holds A^T along the columns: [4 p][6 b][EP]
+        for (int p = 0; p < 4; ++p) {
+            const float* px = g + ((size_t)(4 * ty + p) * W + 4 * (tx0 + t)) * E;
+            const float* u[4] = {px, px + E, px + 2 * (size_t)E, px + 3 * (size_t)E};
+            float* z[6];
+            for (int b = 0; b < 6; ++b) z[b] = rowt + ((size_t)p * 6 + b) * EP;
+            a_rows(u, z, (E + 7) / 8, EP / 8, etail, E % 8 != 0);
+        }
+        for (int b = 0; b < 6; ++b) {
+            const float* u[4];
+            float* z[6];
+            for (int p = 0; p < 4; ++p) u[p] = rowt + ((size_t)p * 6 + b) * EP;
+            for (int a = 0; a < 6; ++a) z[a] = Z + (((size_t)a * 6 + b) * GT + t) * EP;
+            a_rows(u, z, EP / 8, EP / 8, etail, false);
+        }
+    }
+    for (int k = 0; k < 36; ++k) {
+        const float* Vk = V + (size_t)k * GT * CP;
+        const float* Zk = Z + (size_t)k * GT * EP;
+        float* Mk = M + (size_t)k * CP * EP;
+        for (int c0 = 0; c0 < CP; c0 += 4) {
+            // V rows for channels c0..c0+3: accumulate() reads V[t][c0 + i] with stride CP
+            for (int e0 = 0; e0 < EP; e0 += 24)
+                accumulate<3>(Vk + c0, CP, Zk + e0, EP, nt, Mk + (size_t)c0 * EP + e0);
+        }
+    }
+}
+
+// Loads and stores of a whole vector, or of the lanes in `mask` (masked stores are slow on AMD:
+// used only for a row's last, partial vector).
+inline __m256 load_part(const float* p, bool whole, __m256i mask) {
+    return whole ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, mask);
+}
+inline void store_part(float* p, bool whole, __m256i mask, __m256 v) {
+    if (whole) _mm256_storeu_ps(p, v);
+    else _mm256_maskstore_ps(p, mask, v);
+}
+
+// ---- exact GELU and its derivative ------------------------------------------------------------
+
+// exp(x) for x <= 0 (Cephes expf: range reduction by ln 2, degree-5 polynomial).
+inline __m256 exp_neg(__m256 x) {
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    const __m256i e = _mm256_slli_epi32(
+        _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+// cdf = Phi(x) = (1 + erf(x / sqrt 2)) / 2 and pdf = phi(x) = exp(-x^2 / 2) / sqrt(2 pi), so
+// that gelu(x) = x cdf and gelu'(x) = cdf + x pdf (exact GELU, torch's default). erf by
+// Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7), whose exp(-x^2 / 2) gives pdf too.
+inline void normal_cdf_pdf(__m256 x, __m256& cdf, __m256& pdf) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256 z = _mm256_mul_ps(x, _mm256_set1_ps(0.70710678118654752f));
+    const __m256 az = _mm256_andnot_ps(sign, z);
+    const __m256 den = _mm256_fmadd_ps(az, _mm256_set1_ps(0.3275911f), _mm256_set1_ps(1.0f));
+    const __m256 r0 = _mm256_rcp_ps(den);
+    const __m256 t = _mm256_mul_ps(r0, _mm256_fnmadd_ps(den, r0, _mm256_set1_ps(2.0f)));
+    __m256 p = _mm256_set1_ps(1.061405429f);
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.453152027f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.421413741f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.284496736f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.254829592f));
+    p = _mm256_mul_ps(p, t);
+    const __m256 e = exp_neg(_mm256_mul_ps(_mm256_sub_ps(_mm256_setzero_ps(), az), az));
+    const __m256 erf_abs = _mm256_fnmadd_ps(p, e, _mm256_set1_ps(1.0f));
+    const __m256 erf = _mm256_or_ps(erf_abs, _mm256_and_ps(sign, z));
+    cdf = _mm256_mul_ps(_mm256_set1_ps(0.5f), _mm256_add_ps(_mm256_set1_ps(1.0f), erf));
+    pdf = _mm256_mul_ps(e, _mm256_set1_ps(0.39894228040143268f));
+}
+
+}  // namespace
+
+extern "C" {
+
+// act = gelu(z) and, with m (else NULL), out = act * m, elementwise over n floats.
+int lsr_gelu_forward(const float* z, const float* m, float* act, float* out, long n) {
+    if (n < 0) return 1;
+    const long blocks = (n + 7) / 8;
+#pragma omp parallel for schedule(static)
+    for (long b = 0; b < blocks; ++b) {
+        const long i = 8 * b;
+        const bool whole = n - i >= 8;
+        const __m256i mask = tail_mask(whole ? 8 : (int)(n - i));
+        const __m256 x = load_part(z + i, whole, mask);
+        __m256 cdf, pdf;
+        normal_cdf_pdf(x, cdf, pdf);
+        const __m256 a = _mm256_mul_ps(x, cdf);
+        store_part(act + i, whole, mask, a);
+        if (m) store_part(out + i, whole, mask, _mm256_mul_ps(a, load_part(m + i, whole, mask)));
+    }
+    return 0;
+}
+
+// The backward of act = gelu(z), out = act * m over rows x C (C <= 512): dz = g m gelu'(z)
+// (m NULL: 1) and dbias[c] = sum over rows of dz[., c]; with gm (else NULL) also
+// gm = g gelu(z), the gradient of m. One pass; per-thread column sums added at the end.
+int lsr_gelu_backward(const float* g, const float* z, const float* m, float* dz, float* gm,
+                      float* dbias, long rows, int C) {
+    if (rows < 0 || C <= 0 || C > 512) return 1;
+    const int nvec = (C + 7) / 8;
+    const __m256i tail = tail_mask(C);
+    memset(dbias, 0, sizeof(float) * C);
+#pragma omp parallel
+    {
+        __m256 acc[64];
+        for (int v = 0; v < nvec; ++v) acc[v] = _mm256_setzero_ps();
+#pragma omp for schedule(static)
+        for (long r = 0; r < rows; ++r) {
+            const size_t at = (size_t)r * C;
+            for (int v = 0; v < nvec; ++v) {
+                const bool whole = v < nvec - 1 || C % 8 == 0;
+                const size_t i = at + 8 * v;
+                const __m256 x = load_part(z + i, whole, tail);
+                const __m256 gv = load_part(g + i, whole, tail);
+                __m256 cdf, pdf;
+                normal_cdf_pdf(x, cdf, pdf);
+                const __m256 slope = _mm256_fmadd_ps(x, pdf, cdf);
+                const __m256 gmod = m ? _mm256_mul_ps(gv, load_part(m + i, whole, tail)) : gv;
+                const __m256 d = _mm256_mul_ps(gmod, slope);
+                store_part(dz + i, whole, tail, d);
+                acc[v] = _mm256_add_ps(acc[v], d);
+                if (gm) store_part(gm + i, whole, tail, _mm256_mul_ps(gv, _mm256_mul_ps(x, cdf)));
+            }
+        }
+        alignas(32) float part[512];
+        for (int v = 0; v < nvec; ++v) _mm256_store_ps(part + 8 * v, acc[v]);
+#pragma omp critical
+        for (int c = 0; c < C; ++c) dbias[c] += part[c];
+    }
+    return 0;
+}
+
+// The SAFM's levels, nearest-upsampled and concatenated: cat (N, H, W, C) channels
+// [i k, (i + 1) k) at (y, x) = levels[i] (N, H >> i, W >> i, k) at (y >> i, x >> i), k = C / L.
+int lsr_levels_gather(const float* const* levels, int L, float* cat, int N, int H, int W, int C) {
+    if (L <= 0 || C % L || H % (1 << (L - 1)) || W % (1 << (L - 1)) || N <= 0) return 1;
+    const int k = C / L;
+#pragma omp parallel for schedule(static)
+    for (long r = 0; r < (long)N * H; ++r) {
+        const long n = r / H;
+        const int y = (int)(r % H);
+        float* row = cat + (size_t)r * W * C;
+        for (int i = 0; i < L; ++i) {
+            const int wi = W >> i;
+            const float* src = levels[i] + ((size_t)n * (H >> i) + (y >> i)) * wi * k;
+            for (int x = 0; x < W; ++x)
+                memcpy(row + (size_t)x * C + i * k, src + (size_t)(x >> i) * k, sizeof(float) * k);
+        }
+    }
+    return 0;
+}
+
+// The backward of lsr_levels_gather: dlevels[i] (N, H >> i, W >> i, k) = the sum of dcat's
+// channels [i k, (i + 1) k) over each 2^i x 2^i block.
+int lsr_levels_scatter(const float* dcat, float* const* dlevels, int L, int N, int H, int W,
+                       int C) {
+    if (L <= 0 || C % L || H % (1 << (L - 1)) || W % (1 << (L - 1)) || N <= 0) return 1;
+    const int k = C / L;
+    for (int i = 0; i < L; ++i) {
+        const int f = 1 << i, hi = H >> i, wi = W >> i;
+#pragma omp parallel for schedule(static)
+        for (long r = 0; r < (long)N * hi; ++r) {
+            const long n = r / hi;
+            const int y = (int)(r % hi);
+            float* out = dlevels[i] + (size_t)r * wi * k;
+            memset(out, 0, sizeof(float) * wi * k);
+            for (int dy = 0; dy < f; ++dy) {
+                const float* src = dcat + ((size_t)n * H + (size_t)y * f + dy) * W * C + i * k;
+                for (int x = 0; x < W; ++x) {
+                    float* o = out + (size_t)(x >> i) * k;
+                    const float* sx = src + (size_t)x * C;
+                    for (int j = 0; j < k; ++j) o[j] += sx[j];
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+// M (36, CP, EP) = the Winograd-domain weight gradient of a 3x3 convolution (see the top of
+// this file) for N images: y (N, H, W, C), dout (N, H, W, E). Tile rows are shared among the
+// OpenMP threads (torch's pool), each accumulating its own M, summed at the end. Returns 0, 1
+// for bad sizes, 2 when memory could not be allocated.
+int lsr_conv3x3_wgrad_f43(const float* y, const float* dout, int N, int H, int W, int C, int E,
+                          float* M) {
+    if (H % 4 || W % 4 || N <= 0 || C <= 0 || E <= 0 || H <= 0 || W <= 0) return 1;
+    const int CP = (C + 7) / 8 * 8, EP = (E + 23) / 24 * 24, TW = W / 4;
+    const size_t msize = 36 * (size_t)CP * EP;
+    const size_t scratch = 36 * (size_t)GT * (CP + EP) + 36 * (size_t)(CP > EP ? CP : EP) + CP;
+    const int threads = omp_get_max_threads();
+    float* partial = (float*)aligned_alloc(64, ((msize * threads * 4) + 63) / 64 * 64);
+    if (!partial) return 2;
+    memset(partial, 0, msize * threads * 4);
+    int failed = 0;
+    const long rows = (long)N * (H / 4);
+#pragma omp parallel num_threads(threads)
+    {
+        float* buf = (float*)aligned_alloc(64, (scratch * 4 + 63) / 64 * 64);
+        if (!buf) {
+#pragma omp atomic write
+            failed = 2;
+        } else {
+            memset(buf, 0, scratch * 4);
+        }
+        float* Mt = partial + msize * omp_get_thread_num();
+        float* V = buf;
+        float* Z = V + 36 * (size_t)GT * CP;
+        float* rowt = Z + 36 * (size_t)GT * EP;
+        const float* zeros = rowt + 36 * (size_t)(CP > EP ? CP : EP);
+#pragma omp for schedule(static)
+        for (long r = 0; r < rows; ++r) {
+            if (!buf) continue;
+            const size_t n = (size_t)(r / (H / 4));
+            const int ty = (int)(r % (H / 4));
+            for (int tx0 = 0; tx0 < TW; tx0 += GT)
+                wgrad_group(y + n * H * W * C, dout + n * H * W * E, H, W, C, E, ty, tx0,
+                            TW - tx0 < GT ? TW - tx0 : GT, V, Z, rowt, zeros, Mt);
+        }
+        free(buf);
+    }
+    if (!failed) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+        for (long i = 0; i < (long)msize; ++i) {
+            float s = 0.0f;
+            for (int t = 0; t < threads; ++t) s += partial[msize * t + i];
+            M[i] = s;
+        }
+    }
+    free(partial);
+    return failed;
+}
+
+}  // extern "C"

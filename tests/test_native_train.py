@@ -1,0 +1,252 @@
+"""Native SAFMN training (``lightsr.native.train_ops``): every backward against autograd in
+float64, a short training run against the PyTorch path, and the fallbacks."""
+
+from __future__ import annotations
+
+import copy
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lightsr.models.archs.safmn import CCM, SAFM, SAFMN, ChannelLayerNorm
+from lightsr.native import train_ops
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+TOL = 1e-4  # max |native - float64 reference| / max |reference|, per tensor
+
+
+def need_kernels() -> None:
+    """Skip (fail in CI, whose machine has g++ and AVX2) when the kernels cannot run here."""
+    reason = train_ops.training_unavailable_reason()
+    if reason is not None:
+        if IN_CI:
+            pytest.fail(f"native training kernels unavailable in CI: {reason}")
+        pytest.skip(f"native training kernels unavailable (need x86-64 with AVX2+FMA): {reason}")
+
+
+def rel_err(got: torch.Tensor, ref: torch.Tensor) -> float:
+    return float((got.detach().double() - ref.detach()).abs().max() / ref.detach().abs().max())
+
+
+@pytest.mark.parametrize(
+    ("n", "c", "e", "h", "w"),
+    [(2, 36, 72, 13, 17), (1, 8, 16, 9, 9), (2, 16, 8, 8, 12), (1, 3, 36, 11, 6),
+     (1, 36, 48, 16, 16)],
+)  # fmt: skip
+def test_conv3x3_forward_and_backward_match_autograd(n: int, c: int, e: int, h: int, w: int):
+    need_kernels()
+    torch.manual_seed(n * 1000 + c + e + h + w)
+    x = torch.randn(n, c, h, w, dtype=torch.float64, requires_grad=True)
+    weight = (torch.randn(e, c, 3, 3, dtype=torch.float64) / (3 * c**0.5)).requires_grad_()
+    bias = torch.randn(e, dtype=torch.float64, requires_grad=True)
+    grad = torch.randn(n, e, h, w, dtype=torch.float64)
+    ref = F.conv2d(x, weight, bias, padding=1)
+    ref.backward(grad)
+    x32, w32, b32 = (t.detach().float().requires_grad_() for t in (x, weight, bias))
+    out = train_ops.conv3x3(x32, w32, b32)
+    out.backward(grad.float())
+    assert out.shape == ref.shape
+    for got, want in [(out, ref), (x32.grad, x.grad), (w32.grad, weight.grad),
+                      (b32.grad, bias.grad)]:  # fmt: skip
+        assert got is not None and want is not None
+        assert rel_err(got, want) <= TOL
+
+
+def test_weight_grad_alone_matches_the_direct_sum() -> None:
+    """The Winograd weight gradient of one pixel's gradient is the input patch around it."""
+    need_kernels()
+    x = torch.randn(1, 4, 8, 8)
+    g = torch.zeros(1, 2, 8, 8)
+    g[0, 1, 3, 5] = 1.0
+    dw = train_ops.conv3x3_weight_grad(x, g)
+    assert torch.allclose(dw[1], x[0, :, 2:5, 4:7], atol=1e-5)
+    assert dw[0].abs().max() < 1e-6
+
+
+@pytest.mark.parametrize(("rows", "c"), [(300, 36), (77, 8), (50, 16), (33, 13), (5, 72)])
+def test_gelu_kernels_match_autograd(rows: int, c: int) -> None:
+    """``gelu(z) * m`` forward and backward (with the bias sum), including far tails."""
+    need_kernels()
+    torch.manual_seed(rows + c)
+    z = torch.randn(rows, c, dtype=torch.float64) * 3
+    z[0, : min(c, 6)] = torch.tensor([-12.0, -5.0, -1e-3, 0.0, 4.0, 12.0])[: min(c, 6)]
+    m = torch.randn(rows, c, dtype=torch.float64)
+    grad = torch.randn(rows, c, dtype=torch.float64)
+    z.requires_grad_()
+    m.requires_grad_()
+    out = F.gelu(z) * m
+    out.backward(grad)
+    z32, m32, g32 = (t.detach().float().contiguous() for t in (z, m, grad))
+    act, got = train_ops.gelu_forward(z32, m32)
+    assert got is not None
+    assert rel_err(act, F.gelu(z.detach())) <= TOL
+    assert rel_err(got, out) <= TOL
+    dz, dm, dbias = train_ops.gelu_backward(g32, z32, m32, grad_m=True)
+    assert dm is not None and z.grad is not None and m.grad is not None
+    assert rel_err(dz, z.grad) <= TOL
+    assert rel_err(dm, m.grad) <= TOL
+    assert rel_err(dbias, z.grad.sum(0)) <= TOL
+    dz1, none, _ = train_ops.gelu_backward(g32, z32)  # without m: the GELU's own backward
+    assert none is None
+    assert rel_err(dz1, torch.ops.aten.gelu_backward(grad, z.detach())) <= TOL
+
+
+def _perturbed(module: nn.Module) -> nn.Module:
+    """``module`` with random, non-trivial parameters (LayerNorm weights not all one)."""
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(torch.randn_like(p) * 0.2)
+    return module
+
+
+def _swapped(module: nn.Module) -> nn.Module:
+    holder = nn.Module()
+    holder.m = module
+    for name, child in list(holder.named_children()):
+        train_ops._swap(holder, name, child)
+    return holder.m
+
+
+@pytest.mark.parametrize(
+    ("kind", "c", "h", "w"),
+    [(kind, *size) for kind in ("safm", "ccm", "norm")
+     for size in [(36, 16, 24), (16, 8, 8), (8, 24, 16)]]
+    + [("ccm", 36, 13, 17), ("norm", 36, 13, 17), ("ccm", 16, 9, 9), ("norm", 8, 9, 9)],
+)  # fmt: skip
+def test_block_pieces_match_autograd(kind: str, c: int, h: int, w: int) -> None:
+    """The SAFM (sizes divisible by 8: its native path), the CCM (any size: padded to the
+    Winograd tiles) and the LayerNorm, forward, input and parameter gradients."""
+    need_kernels()
+    torch.manual_seed(c + h + w)
+    make = {"safm": SAFM, "ccm": CCM, "norm": ChannelLayerNorm}[kind]
+    ref = _perturbed(make(c))
+    native = _swapped(copy.deepcopy(ref))
+    assert type(native).__name__ == {"safm": "NativeSAFM", "ccm": "NativeCCM"}.get(
+        kind, "NativeLayerNorm"
+    )
+    ref = ref.double()
+    x = torch.randn(2, c, h, w, dtype=torch.float64, requires_grad=True)
+    grad = torch.randn(2, c, h, w, dtype=torch.float64)
+    out = ref(x)
+    out.backward(grad)
+    x32 = x.detach().float().requires_grad_()
+    got = native(x32)
+    got.backward(grad.float())
+    assert rel_err(got, out) <= TOL
+    assert x32.grad is not None and x.grad is not None
+    assert rel_err(x32.grad, x.grad) <= TOL
+    params = dict(ref.named_parameters())
+    for name, p in native.named_parameters():
+        assert p.grad is not None, name
+        assert rel_err(p.grad, params[name].grad) <= TOL, name
+
+
+def _train(model: nn.Module, steps: int) -> list[float]:
+    torch.manual_seed(1)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    losses = []
+    for _ in range(steps):
+        lr = torch.rand(2, 3, 16, 16)
+        hr = F.interpolate(lr, scale_factor=2, mode="bicubic", align_corners=False)
+        loss = F.l1_loss(model(lr), hr)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+    return losses
+
+
+def test_a_short_training_run_follows_the_pytorch_path() -> None:
+    need_kernels()
+    torch.manual_seed(0)
+    plain = SAFMN(dim=16, n_blocks=2, upscaling_factor=2)
+    native = train_ops.native_training_model(copy.deepcopy(plain))
+    names = {type(m).__name__ for m in native.modules()}
+    assert {"NativeConv3x3", "NativeLayerNorm", "NativeCCM", "NativeSAFM"} <= names
+    assert list(native.state_dict()) == list(plain.state_dict())  # checkpoints unchanged
+    # the same parameters in the same order (the loop's EMA update zips them)
+    assert [n for n, _ in native.named_parameters()] == [n for n, _ in plain.named_parameters()]
+    want, got = _train(plain, 5), _train(native, 5)
+    assert want[-1] < want[0]  # it learns
+    assert got == pytest.approx(want, rel=1e-4)
+    for (name, p), q in zip(native.named_parameters(), plain.parameters(), strict=True):
+        assert torch.allclose(p, q, atol=1e-4), name
+
+
+def test_the_model_is_unchanged_without_the_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(train_ops, "training_unavailable_reason", lambda: "no AVX2 (test)")
+    assert not train_ops.native_training_available()
+    model = SAFMN(dim=8, n_blocks=1, upscaling_factor=2)
+    before = [type(m) for m in model.modules()]
+    assert train_ops.native_training_model(model) is model
+    assert [type(m) for m in model.modules()] == before
+
+
+def test_other_dtypes_and_autocast_use_the_pytorch_formulation() -> None:
+    need_kernels()
+    torch.manual_seed(0)
+    plain = SAFMN(dim=8, n_blocks=1, upscaling_factor=2)
+    native = train_ops.native_training_model(copy.deepcopy(plain))
+    double = train_ops.native_training_model(copy.deepcopy(plain).double())
+    assert not any(type(m).__name__.startswith("Native") for m in double.modules())
+    x = torch.rand(1, 3, 8, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(native(x), plain(x))  # the reference modules ran
+    assert torch.allclose(native.double()(x.double()), plain.double()(x.double()), atol=1e-12)
+
+
+def test_ablation_variants_keep_their_own_modules() -> None:
+    need_kernels()
+    model = SAFMN(dim=8, n_blocks=1, upscaling_factor=2, ccm="ccm-se", norm="bn")
+    train_ops.native_training_model(model)
+    block = model.feats[0]
+    assert isinstance(block.ccm, CCM) and isinstance(block.norm1, nn.BatchNorm2d)
+    assert type(block.safm).__name__ == "NativeSAFM"
+    model(torch.rand(1, 3, 8, 8)).sum().backward()
+
+
+def _tiny_recipe(tmp_path, *extra: str) -> list[str]:
+    import numpy as np
+
+    from lightsr.inference.io import write_image
+
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        write_image(tmp_path / "hr" / f"{i}.png", rng.integers(0, 256, (40, 40, 3), np.uint8))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        f"name: n\noutput_dir: {tmp_path / 'runs'}\n"
+        "model: {name: safmn, scale: 2, args: {dim: 8, n_blocks: 1}}\n"
+        f"data: {{hr_dirs: [{tmp_path / 'hr'}], patch_size: 8, batch_size: 2, workers: 0}}\n"
+        "val: {datasets: []}\n"
+        "train: {iters: 2, log_every: 1, checkpoint_every: 2, threads: 1, tensorboard: false}\n",
+        encoding="utf-8",
+    )
+    return ["train", str(recipe), *extra]
+
+
+def test_lightsr_train_uses_the_kernels_by_default(tmp_path, capsys) -> None:
+    """fp32 SAFMN training on a CPU with the kernels: the start line says so, compile is
+    skipped (the kernels are opaque to it), and train.native=off keeps PyTorch's path."""
+    from lightsr.cli import main
+
+    need_kernels()
+    assert main(_tiny_recipe(tmp_path, "--set", "train.compile=true")) == 0
+    assert "native kernels (not compiled)" in capsys.readouterr().out
+    assert main(_tiny_recipe(tmp_path, "--set", "train.native=off", "--set", "name=m")) == 0
+    assert "native kernels" not in capsys.readouterr().out
+
+
+def test_train_native_on_without_kernels_is_a_config_error(tmp_path, monkeypatch, capsys) -> None:
+    from lightsr.cli import main
+
+    monkeypatch.setattr(train_ops, "training_unavailable_reason", lambda: "no AVX2 (test)")
+    assert main(_tiny_recipe(tmp_path, "--set", "train.native=on")) == 2
+    err = capsys.readouterr().err
+    assert "train.native: on" in err and "no AVX2 (test)" in err
+    # auto falls back to PyTorch quietly
+    assert main(_tiny_recipe(tmp_path, "--set", "name=m")) == 0
+    assert "native kernels" not in capsys.readouterr().out
