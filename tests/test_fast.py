@@ -232,3 +232,18 @@ def test_available_cpus_respects_a_cgroup_quota(monkeypatch: pytest.MonkeyPatch)
     assert runtime.available_cpus() == 2  # 1.5 CPUs of quota: 2 threads
     files["/sys/fs/cgroup/cpu.max"] = "max 100000\n"
     assert runtime.available_cpus() == 64
+
+
+@pytest.mark.parametrize("native", [False, None])
+def test_scale1_restoration_safmn_matches_plain(native: bool | None) -> None:
+    """The scale-1 (restoration) SAFMN adds its input image: the fast path does too."""
+    from lightsr.models.registry import build_arch
+
+    torch.manual_seed(0)
+    net = build_arch("safmn", scale=1, dim=16, n_blocks=2).eval()
+    x = torch.rand(1, 3, 24, 40)
+    with torch.no_grad():
+        ref = net(x)
+        out = FastSAFMN(net, native=native)(x)
+    assert out.shape == ref.shape == x.shape
+    assert (out - ref).abs().max() < 1e-4

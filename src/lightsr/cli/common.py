@@ -78,7 +78,7 @@ def add_model_flags(
     g = p.add_argument_group("model")
     g.add_argument("--model", help=model)
     g.add_argument("--weights", help="checkpoint file (.pth/.pt/.safetensors); arch is detected")
-    g.add_argument("--scale", type=int, choices=(2, 3, 4), help=scale)
+    g.add_argument("--scale", type=int, choices=(2, 3, 4, 8), help=scale)
     g.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
     add_precision_flag(g)
     add_fast_flags(g)

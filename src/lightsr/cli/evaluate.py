@@ -18,6 +18,7 @@ from lightsr.cli.common import (
     add_tile_flags,
     load_model_from_args,
 )
+from lightsr.cli.restore import add_task_eval_flags
 from lightsr.errors import LightSRError
 
 if TYPE_CHECKING:
@@ -35,6 +36,12 @@ def run_eval(args: argparse.Namespace) -> int:
         parse_metrics,
     )
 
+    if args.task != "sr":  # denoise, jpeg, depth: lightsr.restoration's protocols
+        from lightsr.cli.restore import run_task_eval
+
+        return run_task_eval(args)
+    if args.sigma is not None or args.quality is not None:
+        raise LightSRError("--sigma and --quality need --task denoise or --task jpeg")
     if args.weights and args.model:
         raise LightSRError("give either --model or --weights, not both")
     degradations = parse_degradations(args.degrade)
@@ -81,7 +88,7 @@ def run_eval(args: argparse.Namespace) -> int:
         results = evaluate(
             model,
             name,
-            args.datasets,
+            args.datasets or ["Set5", "Set14", "B100"],
             scale,
             data_root=Path(args.data_root) if args.data_root else None,
             lr_dir=Path(args.lr_dir) if args.lr_dir else None,
@@ -154,9 +161,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         scale="scale (detected from --weights)",
     )
     p.add_argument(
-        "--datasets", nargs="+", default=["Set5", "Set14", "B100"], metavar="NAME_OR_DIR",
-        help="benchmark names (Set5 Set14 B100 Urban100 Manga109) or folders of HR images "
-        "(with --no-reference: folders of input images)",
+        "--datasets", nargs="+", metavar="NAME_OR_DIR",
+        help="benchmark names (default Set5 Set14 B100; also Urban100 Manga109; CBSD68 and "
+        "Middlebury with --task) or folders of HR images (with --no-reference: folders of "
+        "input images)",
     )  # fmt: skip
     p.add_argument(
         "--metrics", metavar="NAMES",
@@ -183,6 +191,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="degrade the LR first: jpeg:40, blur:1.0 (sigma), noise:10 (sigma/255), or "
         "high-order:SEED (Real-ESRGAN's second-order model makes the LR); repeatable",
     )  # fmt: skip
+    add_task_eval_flags(p)
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print JSON records")
     fmt.add_argument("--csv", action="store_true", help="print CSV")

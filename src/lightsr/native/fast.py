@@ -364,14 +364,18 @@ class FastSAFMN(nn.Module):
                 )
         x = x.to(self.dtype).contiguous(memory_format=torch.channels_last)
         if self.native and _native_ok(x):
-            return self._forward_native(x)
-        feat = F.conv2d(x, self.feat_w, self.feat_b, padding=1).to(self.residual_dtype)
-        y = feat
-        for blk in self.blocks:
-            y = blk(y)
-        y = (y + feat).to(self.dtype)  # global residual around the body
-        y = F.conv2d(y, self.img_w, self.img_b, padding=1)
-        return F.pixel_shuffle(y, self.scale).to(self.residual_dtype)
+            out = self._forward_native(x)
+        else:
+            feat = F.conv2d(x, self.feat_w, self.feat_b, padding=1).to(self.residual_dtype)
+            y = feat
+            for blk in self.blocks:
+                y = blk(y)
+            y = (y + feat).to(self.dtype)  # global residual around the body
+            y = F.conv2d(y, self.img_w, self.img_b, padding=1)
+            out = F.pixel_shuffle(y, self.scale).to(self.residual_dtype)
+        if self.scale == 1:  # the restoration variant adds its input image (SAFMN.forward)
+            out = out + x.to(out.dtype)
+        return out
 
     def _forward_native(self, x: torch.Tensor) -> torch.Tensor:
         """The same network with lightsr's native kernels (float32 CPU).

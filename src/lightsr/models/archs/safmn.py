@@ -347,12 +347,19 @@ class SAFMN(nn.Module):
     """The SAFMN network (Fig. 2): shallow 3x3 conv, ``n_blocks`` feature mixing modules with a
     global residual, and a 3x3 conv to ``3 * scale**2`` channels followed by PixelShuffle.
 
+    ``upscaling_factor=1`` is the restoration variant (denoising, JPEG artifact removal; see
+    :mod:`lightsr.restoration`): the last conv maps to 3 channels (no upsampling) and the input
+    image is added to its output, as SwinIR's denoising and JPEG models do, so the network
+    learns the residual ``clean - degraded``. Same tensors, so a scale-1 file is detected as
+    such from the shape of ``to_img.0``.
+
     Args:
         dim: feature channels (36 for SAFMN, 128 for SAFMN-L).
         n_blocks: number of feature mixing modules (8 for SAFMN, 16 for SAFMN-L; Table 4
             ablates 4, 6 and 12).
         ffn_scale: CCM expansion ratio (2.0).
-        upscaling_factor: output scale (2, 3 or 4 in the paper; any integer >= 1 works).
+        upscaling_factor: output scale (2, 3 or 4 in the paper; any integer >= 1 works; 1 is
+            the restoration variant with the image residual).
         safm: keep the SAFM (Table 3, "SAFM -> None" when False).
         ccm: ``"ccm"`` (paper), ``"ccm-se"``, ``"channel-mlp"``, ``"inverted-residual"`` or
             ``"none"`` (Table 3).
@@ -417,8 +424,11 @@ class SAFMN(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        image = x
         x = self.to_feat(x)
         x = self.feats(x) + x  # global residual around the body
+        if self.scale == 1:  # restoration: predict the correction of the input image
+            return self.to_img(x) + image
         return self.to_img(x)
 
 

@@ -168,7 +168,7 @@ def window_attention(
             w1 = min(span, w0 + chunk)
             rows = slice((base + w0) * h, (base + w1) * h)
             s = torch.bmm(qf[rows], kf[rows].transpose(1, 2))
-            s.view(w1 - w0, h * n * n).add_(bias.view(1, h * n * n))
+            s.view(w1 - w0, h * n * n).add_(bias.reshape(1, h * n * n))
             if mask is not None:
                 s.view(w1 - w0, h, n, n).add_(mask[w0:w1, None])
             if relu_eps is None:
@@ -438,12 +438,17 @@ class _PatchEmbed(nn.Module):
 class SwinIRSkeleton(nn.Module):
     """SwinIR with the one-step upsampler (``pixelshuffledirect``) and a pluggable attention.
 
+    ``upscaling_factor=1`` builds SwinIR's restoration form (its denoising and JPEG models,
+    ``upsampler=''``): no upsampler, a 3x3 ``conv_last`` to 3 channels whose output is added to
+    the input image (a global residual). The official names hold, so the official colour
+    denoising checkpoints' tensors match this form.
+
     Args:
         embed_dim: channels C.
         depths: layers per residual group.
         window_size: attention window side.
         mlp_ratio: MLP hidden size / C.
-        upscaling_factor: output scale.
+        upscaling_factor: output scale; 1: the restoration form (see above).
         make_attention: builds the attention module of layer ``l`` (0-based, over all groups).
         img_size: training patch size; sizes the ``attn_mask`` buffers (official: 64).
         drop_path_rate: stochastic depth, linearly increasing over layers (official: 0.1).
@@ -490,10 +495,13 @@ class SwinIRSkeleton(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.norm = nn.LayerNorm(embed_dim)
         self.conv_after_body = nn.Conv2d(embed_dim, embed_dim, 3, 1, 1)
-        self.upsample = nn.Sequential(
-            nn.Conv2d(embed_dim, 3 * upscaling_factor**2, 3, 1, 1),
-            nn.PixelShuffle(upscaling_factor),
-        )
+        if upscaling_factor == 1:  # restoration: the image residual (official ``conv_last``)
+            self.conv_last = nn.Conv2d(embed_dim, 3, 3, 1, 1)
+        else:
+            self.upsample = nn.Sequential(
+                nn.Conv2d(embed_dim, 3 * upscaling_factor**2, 3, 1, 1),
+                nn.PixelShuffle(upscaling_factor),
+            )
         self.apply(_init_weights)
 
     def shared_projection(self) -> torch.Tensor | None:
@@ -510,6 +518,7 @@ class SwinIRSkeleton(nn.Module):
         """The network on an input whose sides are multiples of the window (no padding; the
         form that ONNX export traces, with dynamic height and width)."""
         hp, wp = x.shape[-2:]
+        image = x
         x = x - self.mean
         feat = self.conv_first(x)
         tokens = self.patch_embed(feat)  # (B, HW, C)
@@ -518,6 +527,8 @@ class SwinIRSkeleton(nn.Module):
             tokens = layer(tokens, (hp, wp), shared)
         tokens = self.norm(tokens)
         body = tokens.transpose(1, 2).reshape(feat.shape)
+        if self.scale == 1:  # restoration: (x - mean) + conv_last(...) + mean
+            return image + self.conv_last(self.conv_after_body(body) + feat)
         return self.upsample(self.conv_after_body(body) + feat) + self.mean
 
 
@@ -540,7 +551,8 @@ class SwinIR(SwinIRSkeleton):
         num_heads: heads per layer (6).
         window_size: window side (8).
         mlp_ratio: MLP ratio (2.0).
-        upscaling_factor: 2, 3 or 4.
+        upscaling_factor: 2, 3 or 4; 1 builds the restoration form (see
+            :class:`SwinIRSkeleton`).
         img_size: training patch size (64), sizes the stored masks only.
         drop_path_rate: stochastic depth during training (0.1, as the official code).
     """
@@ -577,13 +589,19 @@ FIRST_LAYER = "layers.0.residual_group.blocks.0."
 
 def swin_skeleton_config(sd: StateDict) -> tuple[dict[str, Any], int] | None:
     """The config and scale of a :class:`SwinIRSkeleton` state dict (what SwinIR and UPS share):
-    ``conv_first``, ``conv_after_body``, a one-step ``upsample.0`` and window attention with a
+    ``conv_first``, ``conv_after_body``, a one-step ``upsample.0`` (or, at scale 1, the
+    restoration form's 3-channel ``conv_last`` and no upsampler) and window attention with a
     relative position bias. None when the tensors are not such a network."""
-    needed = ("conv_first.weight", "conv_after_body.weight", "upsample.0.weight")
+    needed = ("conv_first.weight", "conv_after_body.weight")
     table_key = FIRST_LAYER + "attn.relative_position_bias_table"
     if not has_keys(sd, *needed, table_key, FIRST_LAYER + "mlp.fc1.weight"):
         return None
-    scale = pixelshuffle_scale(sd["upsample.0.weight"].shape[0])
+    if "upsample.0.weight" in sd:
+        scale = pixelshuffle_scale(sd["upsample.0.weight"].shape[0])
+    elif "conv_last.weight" in sd and not any(k.startswith(("upsample.", "conv_up")) for k in sd):
+        scale = 1 if sd["conv_last.weight"].shape[0] == 3 else None
+    else:
+        return None
     if scale is None:
         return None
     dim = sd["conv_first.weight"].shape[0]

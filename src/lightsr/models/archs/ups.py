@@ -193,7 +193,8 @@ class UPS(SwinIRSkeleton):
         v_proj: per-layer value projection (off by default: the paper finds it unnecessary).
         shared_projection: True: one (C, d) parameter ``shared_proj`` for all layers; False: a
             projection per layer (``attn.qk``), the per-layer baseline of the ablation.
-        upscaling_factor: 2, 3 or 4.
+        upscaling_factor: 2, 3 or 4; 1 builds the restoration form (no upsampler, the input
+            image added to the output; see :class:`~lightsr.models.archs.swinir.SwinIRSkeleton`).
         img_size: training patch size (sizes the stored shifted-window masks).
         drop_path_rate: stochastic depth during training.
     """
