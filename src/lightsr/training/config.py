@@ -27,6 +27,7 @@ import os
 import re
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
@@ -42,6 +43,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "DataConfig",
+    "GanConfig",
     "LossConfig",
     "ModelConfig",
     "OptimConfig",
@@ -116,6 +118,21 @@ class DataConfig:
     """Overrides of :class:`lightsr.degrade.DegradeParams` (e.g. ``{jpeg_range: [50, 95]}``)."""
     usm_target: bool = False
     """Train against the unsharp-masked HR (Real-ESRGAN's ``l1_gt_usm``): crisper outputs."""
+    task: str = "sr"
+    """What the network learns (:mod:`lightsr.restoration`): ``sr`` (bicubic super-resolution),
+    ``denoise`` or ``jpeg`` (same-size restoration: ``model.scale`` 1), or ``depth`` (depth-map
+    SR on single-channel maps, ``model.scale`` 4 or 8)."""
+    noise_sigma: tuple[float, float] = (0.0, 55.0)
+    """``denoise``: Gaussian noise level range on the 0-255 scale, drawn per patch (a blind
+    model); equal ends train one level."""
+    jpeg_quality: tuple[int, int] = (10, 50)
+    """``jpeg``: JPEG quality range, drawn per patch (a blind model); equal ends: one quality."""
+    synthetic_maps: int = 2000
+    """``depth`` with ``hr_dirs`` empty: train on this many synthetic piecewise-smooth depth
+    maps (:func:`lightsr.restoration.tasks.synthetic_depth`, map ``i`` seeded by ``seed`` and
+    ``i``); with ``hr_dirs``: those folders' single-channel maps instead."""
+    synthetic_size: int = 256
+    """``depth``: side of each synthetic map in pixels (at least a HR patch)."""
 
 
 @dataclass
@@ -178,12 +195,42 @@ class ScheduleConfig:
 
 @dataclass
 class LossConfig:
-    """Loss weights: ``l1 * L1 + fft * FFT`` (:mod:`lightsr.training.losses`)."""
+    """Loss weights: ``l1 * L1 + fft * FFT + perceptual * VGG + distill * L1(SR, teacher)``
+    (:mod:`lightsr.training.losses`); the adversarial term is in :class:`GanConfig`."""
 
     l1: float = 1.0
     """Weight of the pixel L1 loss."""
     fft: float = 0.05
     """Weight of the FFT loss (the official SAFMN definition)."""
+    perceptual: float = 0.0
+    """Weight of the VGG19 perceptual loss (Real-ESRGAN: 1.0); needs ``perceptual_weights``."""
+    perceptual_weights: str | None = None
+    """A VGG19 state dict with torchvision keys (``features.N.weight``/``.bias``): pretrained
+    VGG weights are not downloaded, so the user supplies them."""
+    distill: float = 0.0
+    """Weight of the distillation loss: L1 between the model's and a frozen teacher's outputs on
+    the same LR patch; needs ``distill_teacher``."""
+    distill_teacher: str | None = None
+    """The teacher: a named model with bundled weights (``safmn-x4``) or a weights file that
+    ``lightsr upscale --weights`` reads; its scale must be ``model.scale``."""
+
+
+@dataclass
+class GanConfig:
+    """Adversarial training as Real-ESRGAN (:mod:`lightsr.training.gan`): a U-Net discriminator
+    with spectral normalisation on HR patches (the USM target with ``data.usm_target``) against
+    the model's outputs, updated once per iteration with its own Adam optimiser."""
+
+    weight: float = 0.0
+    """Weight of the generator's adversarial loss (Real-ESRGAN: 0.1); 0: no GAN."""
+    type: Literal["vanilla", "lsgan", "hinge"] = "vanilla"
+    """``vanilla`` (binary cross-entropy on logits, Real-ESRGAN), ``lsgan`` or ``hinge``."""
+    d_lr: float = 1e-4
+    """The discriminator's peak learning rate; it follows the same schedule as ``optim.lr``."""
+    d_betas: tuple[float, float] = (0.9, 0.99)
+    """The discriminator's Adam betas."""
+    d_num_feat: int = 64
+    """Channels of the discriminator's first and last layers (Real-ESRGAN: 64; cost ~ F^2)."""
 
 
 @dataclass
@@ -205,6 +252,11 @@ class TrainConfig:
     """Channels-last memory format for the model and its inputs."""
     compile: bool = False
     """``torch.compile`` the model (first steps are slow while it compiles)."""
+    native: Literal["auto", "on", "off"] = "auto"
+    """Native CPU kernels for SAFMN-family training (:mod:`lightsr.native.train_ops`: float32,
+    x86-64 with AVX2/FMA): ``auto`` uses them for fp32 training on a CPU that has them (then the
+    model is not compiled: the kernels are opaque to ``torch.compile``, and faster than it),
+    ``on`` requires them, ``off`` runs PyTorch's kernels. Other architectures are unaffected."""
     device: str = "auto"
     """``auto`` (CUDA if present), ``cpu``, ``cuda`` (under torchrun: the local rank's GPU)."""
     threads: int | None = None
@@ -241,6 +293,8 @@ class Config:
     """Learning-rate schedule."""
     loss: LossConfig = field(default_factory=LossConfig)
     """Loss weights."""
+    gan: GanConfig = field(default_factory=GanConfig)
+    """Adversarial training (off unless ``gan.weight`` > 0)."""
     train: TrainConfig = field(default_factory=TrainConfig)
     """The loop."""
 
@@ -257,6 +311,8 @@ _VAR = re.compile(r"\$(\w+|\{[^}]*\})")
 PATH_KEYS = (
     "output_dir",
     "model.init",
+    "loss.perceptual_weights",
+    "loss.distill_teacher",
     "data.hr_dirs",
     "data.lr_dirs",
     "val.datasets",
@@ -290,6 +346,12 @@ def _resolve(cfg: Config) -> Config:
     cfg.output_dir = expand_path(cfg.output_dir, "output_dir")
     if m.init:
         m.init = expand_path(m.init, "model.init")
+    if cfg.loss.perceptual_weights:
+        cfg.loss.perceptual_weights = expand_path(
+            cfg.loss.perceptual_weights, "loss.perceptual_weights"
+        )
+    if cfg.loss.distill_teacher:
+        cfg.loss.distill_teacher = expand_path(cfg.loss.distill_teacher, "loss.distill_teacher")
     d.hr_dirs = [expand_path(p, f"data.hr_dirs[{i}]") for i, p in enumerate(d.hr_dirs)]
     d.lr_dirs = [expand_path(p, f"data.lr_dirs[{i}]") for i, p in enumerate(d.lr_dirs)]
     v.datasets = [expand_path(p, f"val.datasets[{i}]") for i, p in enumerate(v.datasets)]
@@ -345,6 +407,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         (inner,) = [a for a in args if a is not type(None)]
         return _coerce(value, inner, key)
     if origin is Literal:
+        if isinstance(value, bool) and "on" in args and "off" in args:
+            value = "on" if value else "off"  # YAML 1.1 reads a bare on/off as a boolean
         if value not in args:
             _fail(key, tp, value)
         return value
@@ -532,12 +596,46 @@ def load_config(
             line = getattr(getattr(exc, "problem_mark", None), "line", None)
             where = f" at line {line + 1}" if line is not None else ""
             raise ConfigError(f"{p}: not valid YAML{where}") from exc
+        except UnicodeDecodeError as exc:  # a binary file given as the recipe
+            raise ConfigError(f"{p}: not a text file (not UTF-8); expected a YAML recipe") from exc
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{p}: expected a mapping at the top level")
         raw = loaded or {}
     for item in overrides:
         _apply_override(raw, item)
     return config_from_dict(raw)
+
+
+def _check_task(cfg: Config, need: Callable[[bool, str], None]) -> None:
+    """``data.task`` against the scale, the LR source and its level ranges."""
+    from lightsr.restoration.tasks import TASKS, TaskSpec
+
+    d, scale = cfg.data, cfg.model.scale
+    need(d.task in TASKS, f"data.task: expected one of {', '.join(TASKS)}, found {d.task!r}")
+    if d.task == "sr":
+        need(scale >= 2, "model.scale: 1 is for data.task denoise or jpeg; sr needs >= 2")
+        return
+    need(
+        not d.lr_dirs and d.degradation == "bicubic",
+        f"data.task {d.task}: makes its inputs from the clean images; leave data.lr_dirs empty "
+        "and data.degradation bicubic",
+    )
+    if d.task in ("denoise", "jpeg"):
+        need(scale == 1, f"model.scale: data.task {d.task} keeps the size; set model.scale 1")
+        need(bool(d.hr_dirs), f"data.hr_dirs: data.task {d.task} needs clean training images")
+    else:
+        need(scale >= 2, "model.scale: data.task depth is super-resolution; use 4 or 8")
+        need(d.synthetic_maps >= 1, f"data.synthetic_maps: expected >= 1, {d.synthetic_maps}")
+        need(
+            d.synthetic_size >= d.patch_size * scale,
+            f"data.synthetic_size: {d.synthetic_size} is smaller than a HR patch "
+            f"({d.patch_size} x {scale})",
+        )
+    try:
+        TaskSpec(d.task, sigma=tuple(d.noise_sigma), quality=tuple(d.jpeg_quality))
+    except LightSRError as exc:
+        key = "data.noise_sigma" if "sigma" in str(exc) else "data.jpeg_quality"
+        raise ConfigError(f"{key}: {exc}") from None
 
 
 def _check(cfg: Config) -> None:
@@ -568,6 +666,7 @@ def _check(cfg: Config) -> None:
             DegradeParams.from_dict(d.degrade)
         except LightSRError as exc:
             raise ConfigError(f"data.degrade: {exc}") from None
+    _check_task(cfg, need)
     need(
         not d.lr_dirs or len(d.lr_dirs) == len(d.hr_dirs),
         f"data.lr_dirs: expected one folder per data.hr_dirs entry ({len(d.hr_dirs)}), "
@@ -619,8 +718,39 @@ def _check(cfg: Config) -> None:
         f"schedule.milestones: expected increasing iterations, found {s.milestones}",
     )
     need(s.gamma > 0, f"schedule.gamma: expected > 0, found {s.gamma}")
-    need(
-        cfg.loss.l1 >= 0 and cfg.loss.fft >= 0 and cfg.loss.l1 + cfg.loss.fft > 0,
-        f"loss: expected non-negative weights, not all 0, found l1={cfg.loss.l1} "
-        f"fft={cfg.loss.fft}",
-    )
+    _check_loss(cfg)
+
+
+def _check_loss(cfg: Config) -> None:
+    """Checks of the loss weights and the GAN section; each error names the key."""
+    lo, g = cfg.loss, cfg.gan
+    weights = {"l1": lo.l1, "fft": lo.fft, "perceptual": lo.perceptual, "distill": lo.distill}
+    if any(w < 0 for w in weights.values()) or not any(weights.values()):
+        found = " ".join(f"{k}={v}" for k, v in weights.items())
+        raise ConfigError(f"loss: expected non-negative weights, not all 0, found {found}")
+    if lo.perceptual > 0 and not lo.perceptual_weights:
+        raise ConfigError(
+            f"loss.perceptual: {lo.perceptual} needs VGG19 weights, which lightsr cannot "
+            "download; pass --set loss.perceptual_weights=vgg19.pth (a torchvision-format state "
+            "dict) or set loss.perceptual=0"
+        )
+    if lo.distill > 0 and not lo.distill_teacher:
+        raise ConfigError(
+            f"loss.distill: {lo.distill} needs a teacher; pass --set loss.distill_teacher=NAME "
+            "(a model with bundled weights such as ups-s-x4, or a weights file) or set "
+            "loss.distill=0"
+        )
+    if g.weight < 0:
+        raise ConfigError(f"gan.weight: expected >= 0, found {g.weight}")
+    if g.d_lr <= 0:
+        raise ConfigError(f"gan.d_lr: expected > 0, found {g.d_lr}")
+    if not all(0 <= b < 1 for b in g.d_betas):
+        raise ConfigError(f"gan.d_betas: expected values in [0, 1), found {list(g.d_betas)}")
+    if g.d_num_feat < 1:
+        raise ConfigError(f"gan.d_num_feat: expected >= 1, found {g.d_num_feat}")
+    hr = cfg.data.patch_size * cfg.model.scale
+    if g.weight > 0 and hr % 8:
+        raise ConfigError(
+            f"gan.weight: the discriminator needs HR patches whose side is a multiple of 8, "
+            f"found data.patch_size {cfg.data.patch_size} x model.scale {cfg.model.scale} = {hr}"
+        )

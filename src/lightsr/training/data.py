@@ -24,6 +24,12 @@ Checks before training (:func:`scan_images`): every file's header is read and ve
 chunk CRCs, truncated JPEG/PNG ends); a corrupt file stops the run with its path, or is skipped
 with a warning when ``skip_corrupt`` is set. Images smaller than a patch are skipped with a
 warning naming them.
+
+Restoration tasks (``task``, a :class:`lightsr.restoration.tasks.TaskSpec`): ``denoise`` and
+``jpeg`` (scale 1) take the augmented clean patch and degrade it with the task's seeded
+degradation (the generator of the sample's stream position, so samples stay reproducible);
+``depth`` reads single-channel maps (or :func:`synthetic_records`' generated maps) as floats and
+makes the LR patch with the same MATLAB bicubic, unrounded.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from lightsr.inference.io import IMAGE_EXTENSIONS, read_image
 
 __all__ = [
     "LR_MARGIN",
+    "SYNTHETIC_DEPTH",
     "DataError",
     "ImageRecord",
     "PatchDataset",
@@ -55,6 +62,7 @@ __all__ = [
     "lr_patch",
     "make_loader",
     "scan_images",
+    "synthetic_records",
     "to_rgb",
 ]
 
@@ -274,6 +282,11 @@ def _to_tensor(img: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
 
 
+def _float_tensor(img: np.ndarray) -> torch.Tensor:
+    """HxWx3 float array -> (3, H, W) float32 tensor, values kept as they are (no clipping)."""
+    return torch.from_numpy(np.ascontiguousarray(img.astype(np.float32).transpose(2, 0, 1)))
+
+
 def _seed_sequence(seed: int, *key: int) -> np.random.SeedSequence:
     return np.random.SeedSequence(seed, spawn_key=key)
 
@@ -288,6 +301,38 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
 
 # --------------------------------------------------------------------------------------------
 # Dataset and sampler
+
+
+#: The folder name of :func:`synthetic_records`' images (no file exists there).
+SYNTHETIC_DEPTH = Path("<synthetic-depth>")
+
+
+def synthetic_records(n: int, size: int) -> list[ImageRecord]:
+    """``n`` generated square depth maps of ``size`` pixels (``data.task: depth`` without
+    ``hr_dirs``): map ``i`` is :func:`lightsr.restoration.tasks.synthetic_depth` seeded by the
+    data seed and ``i``, made when a patch of it is first needed."""
+    return [ImageRecord(SYNTHETIC_DEPTH / f"{i:06d}", None, size, size) for i in range(n)]
+
+
+@functools.lru_cache(maxsize=64)
+def _synthetic_map(seed: int, index: int, size: int) -> np.ndarray:
+    from lightsr.restoration.tasks import synthetic_depth
+
+    rng = np.random.default_rng(_seed_sequence(seed, 3, index))
+    depth = synthetic_depth(rng, size, size)[:, :, None]
+    depth.setflags(write=False)
+    return depth
+
+
+def _as_map(img: np.ndarray, path: Path) -> np.ndarray:
+    """A depth map file -> HxWx1 float32 on the [0, 1] scale of its bit depth."""
+    from lightsr.restoration.tasks import to_unit
+
+    if img.ndim == 3:
+        if img.shape[2] >= 3 and not np.array_equal(img[:, :, 0], img[:, :, 1]):
+            raise DataError(f"{path}: a depth map must have one channel, found {img.shape[2]}")
+        img = img[:, :, 0]
+    return to_unit(img)[:, :, None]
 
 
 class PatchDataset(Dataset):
@@ -308,6 +353,7 @@ class PatchDataset(Dataset):
             applied to the augmented HR patch, seeded by ``seed`` and the stream position).
         degrade: overrides of :class:`lightsr.degrade.DegradeParams`.
         usm_target: return the unsharp-masked HR patch as the target.
+        task: a restoration task (see the module doc); None or ``sr``: super-resolution.
     """
 
     def __init__(
@@ -325,8 +371,10 @@ class PatchDataset(Dataset):
         degradation: str = "bicubic",
         degrade: dict[str, Any] | None = None,
         usm_target: bool = False,
+        task: Any = None,
     ) -> None:
         self.records = list(records)
+        self.task = task if task is not None and task.name != "sr" else None
         self.degradation = degradation
         self.degrade_params = dict(degrade or {})
         self.usm_target = usm_target
@@ -346,6 +394,10 @@ class PatchDataset(Dataset):
 
     def _load(self, index: int) -> tuple[np.ndarray, np.ndarray | None]:
         rec = self.records[index]
+        if rec.hr.parent == SYNTHETIC_DEPTH:
+            return _synthetic_map(self.seed, index, rec.height), None
+        if self.task is not None and self.task.name == "depth":
+            return modcrop(_as_map(read_image(rec.hr), rec.hr), self.scale), None
         hr = modcrop(to_rgb(read_image(rec.hr)), self.scale)
         lr = to_rgb(read_image(rec.lr)) if rec.lr is not None else None
         return hr, lr
@@ -374,6 +426,8 @@ class PatchDataset(Dataset):
         hflip, vflip, transpose = (bool(b) for b in rng.integers(0, 2, size=3))
         hr_p = hr[top * s : (top + p) * s, left * s : (left + p) * s]
         flips = (hflip and self.flip, vflip and self.rotate, transpose and self.rotate)
+        if self.task is not None:
+            return self._task_sample(hr, hr_p, (top, left), flips, rng)
         if self.degradation == "high-order":
             (hr_p,) = augment([hr_p], *flips)
             return self._high_order(np.ascontiguousarray(hr_p), position)
@@ -382,6 +436,26 @@ class PatchDataset(Dataset):
         )
         lr_p, hr_p = augment([lr_p, hr_p], *flips)
         return _to_tensor(lr_p), _to_tensor(hr_p)
+
+    def _task_sample(
+        self,
+        hr: np.ndarray,
+        hr_p: np.ndarray,
+        corner: tuple[int, int],
+        flips: tuple[bool, bool, bool],
+        rng: np.random.Generator,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input, target) of a restoration task: the degraded patch and the clean one (depth:
+        the bicubic LR of the map and the map, as 3 equal channels)."""
+        if self.task.name == "depth":
+            lr_p = lr_patch(hr, corner[0], corner[1], self.patch, self.scale)
+            lr_p, hr_p = augment([lr_p, hr_p], *flips)
+            lr3 = np.repeat(np.asarray(lr_p, dtype=np.float32), 3, axis=2)
+            return _float_tensor(lr3), _float_tensor(np.repeat(hr_p, 3, axis=2))
+        (hr_p,) = augment([hr_p], *flips)
+        hr_p = np.ascontiguousarray(hr_p)
+        # the noisy input keeps values outside [0, 1] (not clipped, as the evaluation)
+        return _float_tensor(self.task.degrade(hr_p, rng)), _to_tensor(hr_p)
 
     def _high_order(self, hr_p: np.ndarray, position: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Real-ESRGAN's degradations of one (augmented) HR patch, seeded by its position."""

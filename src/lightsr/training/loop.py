@@ -5,6 +5,9 @@ The recipe is the SAFMN paper's (Sec. 4.1) and its official BasicSR configs: ran
 made on the fly with the MATLAB-exact bicubic (``training.data``), ``L1 + 0.05 * FFT`` loss
 (``training.losses``), Adam with betas (0.9, 0.99), cosine annealing to ``min_lr``, and an EMA
 of the weights (decay 0.999) that is validated, tracked and exported.
+Real-world recipes may add a perceptual (VGG19) term, distillation from a frozen teacher and
+Real-ESRGAN's adversarial training (``training.gan``: a U-Net discriminator with spectral
+normalisation and its own Adam, updated once per step and saved in every checkpoint).
 
 Run directory (``output_dir/name``)::
 
@@ -261,7 +264,10 @@ def build_training_model(cfg: Config) -> tuple[nn.Module, str, dict[str, Any]]:
     from lightsr.models.registry import build_arch, get_spec
 
     try:
-        spec = get_spec(cfg.model.name, cfg.model.scale)
+        if cfg.data.task == "sr":
+            spec = get_spec(cfg.model.name, cfg.model.scale)
+        else:  # restoration / depth: the named size (a base name: its x4 entry) at model.scale
+            spec = get_spec(cfg.model.name, None if "-x" in cfg.model.name else 4)
     except KeyError as exc:
         raise ConfigError(f"model.name: {exc.args[0]}") from exc
     arch_config = {**spec.config, **cfg.model.args}
@@ -579,6 +585,13 @@ class _Run:
     best_iter: int | None = None
     last_ckpt: Path | None = None
     last_val: dict[str, dict[str, float]] = field(default_factory=dict)
+    # the logged statistics, in the order of train_step's stats (more with the optional terms)
+    stat_names: tuple[str, ...] = ("total", "l1", "fft")
+    disc: nn.Module | None = None  # the GAN discriminator's own parameters (saved)
+    disc_train: nn.Module | None = None  # what the discriminator step calls: disc or its DDP
+    d_optimizer: torch.optim.Optimizer | None = None
+    perceptual: nn.Module | None = None  # loss.perceptual's frozen VGG19
+    teacher: Callable[[torch.Tensor], torch.Tensor] | None = None  # loss.distill's, frozen
 
     @property
     def main(self) -> bool:
@@ -660,7 +673,8 @@ def _open_run_dir(
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         for tmp in ckpt_dir.glob(".*.tmp"):  # left by a killed process; never a checkpoint
             tmp.unlink(missing_ok=True)
-        (run_dir / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
+        with atomic_path(run_dir / "config.yaml") as tmp:  # a kill never leaves half a recipe
+            tmp.write_text(dump_config(cfg), encoding="utf-8")
     return run_dir, state, changes
 
 
@@ -683,6 +697,7 @@ def _build_model(
         say(init_weights(raw, cfg.model.init))
     raw.to(device)
     ema = copy.deepcopy(raw).eval().requires_grad_(False)
+    raw = _native_training(cfg, raw, device)
     if cfg.train.channels_last:
         raw.to(memory_format=torch.channels_last)
     o = cfg.optim
@@ -699,6 +714,32 @@ def _build_model(
     return raw, ema, optimizer, scaler, arch, arch_config
 
 
+def _native_training(cfg: Config, raw: nn.Module, device: torch.device) -> nn.Module:
+    """``raw`` on the native SAFMN training kernels where ``train.native`` and the run allow
+    (see :class:`~lightsr.training.config.TrainConfig`); the EMA copy stays plain."""
+    t = cfg.train
+    if t.native == "off":
+        return raw
+    from lightsr.native.train_ops import training_unavailable_reason
+
+    reason = training_unavailable_reason()
+    if device.type != "cpu" or t.precision != "fp32":
+        reason = reason or f"train.precision is {t.precision} on {device.type} (fp32 on CPU only)"
+    if reason is not None:
+        if t.native == "on":
+            raise ConfigError(f"train.native: on, but the native kernels cannot run: {reason}; "
+                              "use --set train.native=auto or off")  # fmt: skip
+        return raw
+    from lightsr.native.train_ops import native_training_model
+
+    return native_training_model(raw)
+
+
+def uses_native_kernels(model: nn.Module) -> bool:
+    """Whether :func:`~lightsr.native.train_ops.native_training_model` swapped modules in."""
+    return any(type(m).__module__ == "lightsr.native.train_ops" for m in model.modules())
+
+
 def _build_data(
     cfg: Config, rank: int, world: int, device: torch.device, position: int, say: Callable
 ) -> tuple[Iterator[tuple[torch.Tensor, torch.Tensor]], int]:
@@ -707,14 +748,19 @@ def _build_data(
 
     d = cfg.data
     scale = cfg.model.scale
-    records = scan_images(
-        d.hr_dirs,
-        d.lr_dirs,
-        scale=scale,
-        patch_size=d.patch_size,
-        skip_corrupt=d.skip_corrupt,
-        log=say,
-    )
+    if d.task == "depth" and not d.hr_dirs:  # generated depth maps (lightsr.restoration)
+        from lightsr.training.data import synthetic_records
+
+        records = synthetic_records(d.synthetic_maps, d.synthetic_size)
+    else:
+        records = scan_images(
+            d.hr_dirs,
+            d.lr_dirs,
+            scale=scale,
+            patch_size=d.patch_size,
+            skip_corrupt=d.skip_corrupt,
+            log=say,
+        )
     dataset = PatchDataset(
         records,
         scale=scale,
@@ -728,6 +774,7 @@ def _build_data(
         degradation=d.degradation,
         degrade=d.degrade,
         usm_target=d.usm_target,
+        task=task_spec(cfg),
     )
     sampler = StreamSampler(
         len(dataset),
@@ -739,6 +786,153 @@ def _build_data(
     )
     loader = make_loader(dataset, sampler, workers=d.workers, pin_memory=device.type == "cuda")
     return iter(loader), len(records)
+
+
+def _build_extras(run: _Run, state: dict[str, Any] | None, say: Callable[[str], None]) -> None:
+    """The optional terms of real-world recipes: the perceptual loss's VGG, the distillation
+    teacher, and the GAN discriminator with its optimizer (restored from ``state``); sets the
+    statistics the step returns (:attr:`_Run.stat_names`)."""
+    cfg, device, lo, g = run.cfg, run.device, run.cfg.loss, run.cfg.gan
+    names = ["total", "l1", "fft"]
+    if lo.perceptual > 0 and lo.perceptual_weights:
+        from lightsr.training.losses import load_perceptual
+
+        try:
+            run.perceptual = load_perceptual(lo.perceptual_weights).to(device)
+        except LightSRError as exc:
+            raise ConfigError(str(exc)) from None
+        names.append("perceptual")
+    if lo.distill > 0 and lo.distill_teacher:
+        run.teacher = _load_teacher(cfg, device)
+        names.append("distill")
+    if g.weight > 0:
+        from lightsr.training.gan import UNetDiscriminatorSN
+
+        with torch.random.fork_rng(devices=[]):  # the model's RNG stream stays as without GAN
+            torch.manual_seed(cfg.seed)
+            disc = UNetDiscriminatorSN(num_feat=g.d_num_feat).to(device)
+        if cfg.train.channels_last:
+            disc.to(memory_format=torch.channels_last)
+        run.d_optimizer = torch.optim.Adam(disc.parameters(), lr=g.d_lr, betas=g.d_betas)
+        if state is not None and "disc" in state:
+            disc.load_state_dict(state["disc"])
+            run.d_optimizer.load_state_dict(state["d_optimizer"])
+        elif state is not None:
+            say("the checkpoint holds no discriminator (gan.weight was 0): starting a new one")
+        run.disc = disc
+        run.disc_train = disc
+        if run.world > 1:
+            ids = [device.index] if device.type == "cuda" else None
+            run.disc_train = nn.parallel.DistributedDataParallel(disc, device_ids=ids)
+        names += ["g_gan", "d_loss", "d_real", "d_fake"]
+    run.stat_names = tuple(names)
+
+
+def _load_teacher(cfg: Config, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``loss.distill_teacher`` as a frozen function LR -> SR (padded to its size multiple)."""
+    from lightsr.inference.tiling import pad_to_multiple
+    from lightsr.models.registry import size_multiple
+    from lightsr.models.resolve import resolve_model
+
+    try:
+        teacher = resolve_model(cfg.loss.distill_teacher, scale=cfg.model.scale).model
+    except LightSRError as exc:
+        raise ConfigError(f"loss.distill_teacher: {exc}") from None
+    teacher = teacher.to(device).eval().requires_grad_(False)
+    multiple, scale = size_multiple(teacher), cfg.model.scale
+
+    @torch.no_grad()
+    def fn(lr: torch.Tensor) -> torch.Tensor:
+        h, w = lr.shape[-2:]
+        return teacher(pad_to_multiple(lr.float(), multiple))[..., : h * scale, : w * scale]
+
+    return fn
+
+
+def _extra_losses(
+    run: _Run, lr_img: torch.Tensor, sr: torch.Tensor, hr: torch.Tensor, parts: dict
+) -> torch.Tensor:
+    """The weighted sum of the perceptual, distillation and generator-adversarial terms that
+    are on; their unweighted values are added to ``parts`` (detached)."""
+    cfg = run.cfg
+    total = sr.new_zeros((), dtype=torch.float32)
+    if run.perceptual is not None:
+        with run.autocast:
+            term = run.perceptual(sr, hr)
+        parts["perceptual"] = term.detach()
+        total = total + cfg.loss.perceptual * term
+    if run.teacher is not None:
+        from lightsr.training.losses import distill_loss
+
+        with run.autocast:
+            target = run.teacher(lr_img)
+        term = distill_loss(sr, target)
+        parts["distill"] = term.detach()
+        total = total + cfg.loss.distill * term
+    if run.disc is not None:
+        from lightsr.training.gan import generator_loss
+
+        run.disc.requires_grad_(False)  # gradients flow to the SR image only
+        with run.autocast:
+            fake = run.disc(_disc_input(run, sr))
+        term = generator_loss(fake, cfg.gan.type)
+        parts["g_gan"] = term.detach()
+        total = total + cfg.gan.weight * term
+    return total
+
+
+def _disc_input(run: _Run, x: torch.Tensor) -> torch.Tensor:
+    x = x.float()
+    return x.contiguous(memory_format=torch.channels_last) if run.cfg.train.channels_last else x
+
+
+def _disc_loss(run: _Run, sr: torch.Tensor, hr: torch.Tensor, parts: dict) -> torch.Tensor:
+    """The discriminator's loss on real = HR (the training target: USM-sharpened with
+    ``data.usm_target``) and fake = the detached SR, in one batch; logs its mean logits."""
+    from lightsr.training.gan import discriminator_loss
+
+    assert run.disc is not None and run.disc_train is not None
+    run.disc.requires_grad_(True)
+    b = sr.shape[0]
+    with run.autocast:
+        logits = run.disc_train(_disc_input(run, torch.cat([hr.float(), sr.detach().float()])))
+    real, fake = logits[:b].float(), logits[b:].float()
+    term = discriminator_loss(real, fake, run.cfg.gan.type)
+    parts.update(d_loss=term.detach(), d_real=real.mean().detach(), d_fake=fake.mean().detach())
+    return term
+
+
+def _gan_state(run: _Run) -> dict[str, Any]:
+    """The discriminator and its optimizer for a checkpoint (nothing without GAN)."""
+    if run.disc is None or run.d_optimizer is None:
+        return {}
+    return {"disc": run.disc.state_dict(), "d_optimizer": run.d_optimizer.state_dict()}
+
+
+def task_spec(cfg: Config) -> Any:
+    """The :class:`lightsr.restoration.tasks.TaskSpec` of ``cfg.data`` (its task and ranges)."""
+    from lightsr.restoration.tasks import TaskSpec
+
+    d = cfg.data
+    return TaskSpec(d.task, sigma=tuple(d.noise_sigma), quality=tuple(d.jpeg_quality))
+
+
+def _validate_task(run: _Run, kept: list[np.ndarray]) -> list[Any]:
+    """Validation of a restoration or depth run: :func:`lightsr.restoration.evaluate.
+    evaluate_task` at the task's validation level, on the EMA weights."""
+    from lightsr.restoration.evaluate import evaluate_task, network_function
+
+    v = run.cfg.val
+    fn = network_function(run.ema, run.device, run.cfg.model.scale, kept, v.images)
+    task, scale = task_spec(run.cfg).for_validation(), run.cfg.model.scale
+    return evaluate_task(
+        fn,
+        run.cfg.name,
+        v.datasets,
+        task,
+        scale=scale,
+        data_root=Path(v.data_root) if v.data_root else None,
+    )
 
 
 def setup(
@@ -767,6 +961,7 @@ def setup(
             arch=arch, arch_config=arch_config, batches=iter(()), loss_fn=sr_loss,
             autocast=nullcontext(), t_start=t_start,
         )  # fmt: skip
+        _build_extras(run, state, say)
         if state is not None:
             rngs = state["rng"]
             _restore_rng(rngs[rank] if len(rngs) == world else rngs[0])
@@ -775,7 +970,7 @@ def setup(
         if world > 1:
             ids = [device.index] if device.type == "cuda" else None
             run.model = nn.parallel.DistributedDataParallel(raw, device_ids=ids)
-        if t.compile:
+        if t.compile and not uses_native_kernels(raw):
             run.model = torch.compile(run.model)
         position = state["data"]["position"] if state is not None else 0
         run.batches, n_images = _build_data(cfg, rank, world, device, position, say)
@@ -795,13 +990,20 @@ def setup(
         raise
 
 
+def _speed_path(run: _Run) -> str:
+    """``, native kernels`` / ``, compiled`` / nothing, for the start line."""
+    if uses_native_kernels(run.raw):
+        return ", native kernels" + (" (not compiled)" if run.cfg.train.compile else "")
+    return ", compiled" if run.cfg.train.compile else ""
+
+
 def _say_start(run: _Run, n_images: int, *, resumed: bool) -> None:
     cfg, t, d, world = run.cfg, run.cfg.train, run.cfg.data, run.world
     run.progress.say(
         f"{'resuming' if resumed else 'training'} {cfg.name}: {run.arch} x{cfg.model.scale} "
         f"({sum(p.numel() for p in run.raw.parameters()):,} params) on {run.device}"
         f"{f' x {world} processes' if world > 1 else ''}, {t.precision}"
-        f"{', channels_last' if t.channels_last else ''}{', compiled' if t.compile else ''}; "
+        f"{', channels_last' if t.channels_last else ''}{_speed_path(run)}; "
         f"{n_images} training images, batch {d.batch_size}"
         f"{f' per process ({run.global_batch} global)' if world > 1 else ''} of "
         f"{d.patch_size}x{d.patch_size} LR patches; iterations {run.start_iter + 1}..{t.iters}; "
@@ -819,8 +1021,10 @@ def _say_start(run: _Run, n_images: int, *, resumed: bool) -> None:
 
 
 def train_step(run: _Run, it: int) -> tuple[float, torch.Tensor]:
-    """One optimizer step (iteration ``it``); returns ``(lr, [loss, l1, fft] as float64)``,
-    the losses averaged over ranks.
+    """One optimizer step (iteration ``it``); returns ``(lr, stats as float64)``, the losses
+    averaged over ranks in the order of ``run.stat_names`` (``total, l1, fft``, then the
+    optional terms). With ``gan.weight`` the discriminator is updated after the model, on the
+    same HR patches and this step's SR (detached).
 
     Raises:
         TrainingError: a non-finite loss (before the update).
@@ -840,24 +1044,36 @@ def train_step(run: _Run, it: int) -> tuple[float, torch.Tensor]:
     with run.autocast:
         sr = run.model(lr_img)
     loss, parts = run.loss_fn(sr, hr_img, l1=cfg.loss.l1, fft=cfg.loss.fft)
+    if len(run.stat_names) > 3:  # perceptual, distillation, adversarial terms
+        loss = loss + _extra_losses(run, lr_img, sr, hr_img, parts)
+    d_loss = _disc_loss(run, sr, hr_img, parts) if run.disc is not None else None
     zero = loss.new_zeros(())
-    stats = torch.stack([loss.detach(), parts.get("l1", zero), parts.get("fft", zero)]).double()
+    stats = torch.stack([loss.detach(), *(parts.get(k, zero) for k in run.stat_names[1:])])
+    stats = stats.double()
     if run.world > 1:  # the mean over ranks: every rank sees the same value and stops alike
         stats = stats.to(device)
         dist.all_reduce(stats)
         stats = stats.cpu() / run.world
-    if not math.isfinite(float(stats[0])):
-        where = f"; the last good checkpoint is {run.last_ckpt}" if run.last_ckpt else ""
-        raise TrainingError(
-            f"non-finite loss ({float(stats[0])}) at iteration {it}: training stopped "
-            f"before the update{where} (resume with --resume {run.run_dir}; try a lower "
-            "optim.lr, optim.grad_clip or train.precision=fp32)"
-        )
+    for i in (0, *(i for i, k in enumerate(run.stat_names) if k == "d_loss")):
+        if not math.isfinite(float(stats[i])):
+            where = f"; the last good checkpoint is {run.last_ckpt}" if run.last_ckpt else ""
+            what = "loss" if i == 0 else "discriminator loss"
+            raise TrainingError(
+                f"non-finite {what} ({float(stats[i])}) at iteration {it}: training stopped "
+                f"before the update{where} (resume with --resume {run.run_dir}; try a lower "
+                "optim.lr, optim.grad_clip or train.precision=fp32)"
+            )
     run.scaler.scale(loss).backward()
     if cfg.optim.grad_clip is not None:
         run.scaler.unscale_(run.optimizer)
         nn.utils.clip_grad_norm_(run.raw.parameters(), cfg.optim.grad_clip)
     run.scaler.step(run.optimizer)
+    if d_loss is not None and run.d_optimizer is not None:  # fake = this step's SR, detached
+        for group in run.d_optimizer.param_groups:
+            group["lr"] = cfg.gan.d_lr * lr / cfg.optim.lr  # the same schedule as the model
+        run.scaler.scale(d_loss).backward()
+        run.scaler.step(run.d_optimizer)
+        run.d_optimizer.zero_grad(set_to_none=True)
     run.scaler.update()
     run.optimizer.zero_grad(set_to_none=True)
     ema_update(run.ema, run.raw, ema_decay_at(it, cfg.train.ema_decay, cfg.train.ema_warmup))
@@ -869,16 +1085,21 @@ def _log(run: _Run, it: int, lr: float, window: _Window) -> None:
     iters = run.cfg.train.iters
     now = time.perf_counter()
     speed = window.n / max(now - window.t0 - window.paused, 1e-9)
-    mean = (window.sums / window.n).tolist()
+    mean = dict(zip(run.stat_names, (window.sums / window.n).tolist(), strict=True))
+    gan = {k: mean.pop(k) for k in ("d_loss", "d_real", "d_fake") if k in mean}
     rec = {
-        "loss": {"total": mean[0], "l1": mean[1], "fft": mean[2]},
+        "loss": mean,
+        **({"gan": gan} if gan else {}),
         "lr": lr,
         "speed": {"it_s": speed, "samples_s": speed * run.global_batch},
     }
     run.out.record(it, rec)
+    extra = "".join(f" {k} {mean[k]:.4f}" for k in ("perceptual", "distill", "g_gan") if k in mean)
+    if gan:
+        extra += f"; d {gan['d_loss']:.4f} real {gan['d_real']:+.2f} fake {gan['d_fake']:+.2f}"
     run.progress.say(
-        f"iter {it:>7d}/{iters}  loss {mean[0]:.5f} (l1 {mean[1]:.5f} "
-        f"fft {mean[2]:.4f})  lr {lr:.3e}  {speed:.2f} it/s  "
+        f"iter {it:>7d}/{iters}  loss {mean['total']:.5f} (l1 {mean['l1']:.5f} "
+        f"fft {mean['fft']:.4f}{extra})  lr {lr:.3e}  {speed:.2f} it/s  "
         f"eta {_fmt_time((iters - it) / speed)}"
     )
     window.t0, window.n, window.paused = now, 0, 0.0
@@ -891,16 +1112,19 @@ def validate(run: _Run, it: int, lr: float) -> None:
 
     v, scale = run.cfg.val, run.cfg.model.scale
     kept: list[np.ndarray] = []
-    fn = _sr_function(run.ema, run.device, scale, kept, v.images)
     t_val = time.perf_counter()
-    results = evaluate(
-        fn,
-        run.cfg.name,
-        v.datasets,
-        scale,
-        data_root=Path(v.data_root) if v.data_root else None,
-        lr_dir=Path(v.lr_dir) if v.lr_dir else None,
-    )
+    if run.cfg.data.task != "sr":  # restoration and depth: the task's protocol
+        results: list[Any] = _validate_task(run, kept)
+    else:
+        fn = _sr_function(run.ema, run.device, scale, kept, v.images)
+        results = evaluate(
+            fn,
+            run.cfg.name,
+            v.datasets,
+            scale,
+            data_root=Path(v.data_root) if v.data_root else None,
+            lr_dir=Path(v.lr_dir) if v.lr_dir else None,
+        )
     run.last_val = {r.dataset: {"psnr": r.psnr, "ssim": r.ssim} for r in results}
     improved = run.best_psnr is None or results[0].psnr > run.best_psnr
     if improved:
@@ -931,6 +1155,7 @@ def _snapshot(run: _Run, it: int, lr: float, rngs: list[dict[str, Any]]) -> dict
         "optimizer": run.optimizer.state_dict(),
         "scheduler": {"name": run.cfg.schedule.name, "iteration": it, "lr": lr},
         "scaler": run.scaler.state_dict(),
+        **_gan_state(run),
         "rng": rngs,  # one per rank
         "data": {"position": it * run.global_batch, "global_batch": run.global_batch},
         "best": {"psnr": run.best_psnr, "iteration": run.best_iter},
@@ -983,7 +1208,7 @@ def train(
     run = setup(cfg, resume=resume, quiet=quiet, accept=accept)
     t, v = cfg.train, cfg.val
     try:
-        window = _Window()
+        window = _Window(sums=torch.zeros(len(run.stat_names), dtype=torch.float64))
         it = run.start_iter
         run.model.train()
         for it in range(run.start_iter + 1, t.iters + 1):
