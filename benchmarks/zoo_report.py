@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from lightsr.evaluation.bench import count_complexity, input_size_for_output
@@ -267,6 +268,167 @@ def render_plot(records: list[dict[str, Any]], out: Path) -> None:
     plt.close(fig)
 
 
+# --------------------------------------------------------------------------------------------
+# Comparison with the NTIRE efficient-SR challenge winners (x4)
+
+NTIRE_HEADING = "## Comparison with NTIRE winners"
+
+#: (label, catalog name, checkpoint under shared/weights or None for lightsr's bundled weights,
+#: Set5 PSNR-Y measured with the official code per shared/weights/ntire/README.md).
+NTIRE_ENTRIES: list[tuple[str, str, str | None, float | None]] = [
+    ("RLFN (NTIRE 2022 winner)", "rlfn-x4", "baselines/rlfn_x4.pth", None),
+    ("SAFMN (lightsr, bundled)", "safmn-x4", None, None),
+    ("SAFMN (NTIRE 2023)", "safmn-ntire2023-x4", "safmn/SAFMN_NTIRE2023_x4.pth", None),
+    ("SAFMN++ (NTIRE 2024)", "safmnpp-x4", "safmn/SAFMNPP_NTIRE2024_x4.pth", None),
+    ("SPAN (NTIRE 2024 winner)", "span-ch28-x4",
+     "ntire/NTIRE2024_team38_span_ch28_slim.pth", 31.7459),
+    ("DSCF (NTIRE 2025 winner)", "dscf-x4", "ntire/NTIRE2025_team23_DSCF.pth", 31.7467),
+    ("SPAN-F (NTIRE 2025, 2nd)", "span-f-x4", "ntire/NTIRE2025_team24_spanf.pth", 31.7736),
+    ("ESPAN (NTIRE 2025)", "espan-x4", "ntire/NTIRE2025_team36_espan.pth", 31.9422),
+    ("SAFMNv3 (NTIRE 2025)", "safmnv3-x4", "ntire/NTIRE2025_team19_safmnv3.pth", 32.0347),
+    ("EFDN (NTIRE 2025 baseline)", "efdn-x4", "ntire/NTIRE2025_team00_EFDN.pth", 32.0797),
+]  # fmt: skip
+
+
+def measure_ntire(
+    label: str, name: str, rel: str | None, datasets: tuple[str, ...], runs: int
+) -> dict[str, Any]:
+    """Evaluate, count (256x256 input, the challenges' convention) and time one x4 model."""
+    from lightsr.evaluation.bench import NTIRE_INPUT_SIZE, measure_runtime
+
+    source: str | Path = name if rel is None else shared_root() / "weights" / rel
+    up = load_model(source, scale=4, device="cpu", fast=False)
+    data = shared_root() / "datasets"
+    present = [d for d in datasets if (data / d).is_dir()]
+    t0 = time.perf_counter()
+    results = evaluate(up.upscale, label, present, 4, data_root=data)
+    cost = count_complexity(up.model, NTIRE_INPUT_SIZE)
+    rt = measure_runtime(up.model, NTIRE_INPUT_SIZE, device="cpu", runs=runs, warmup=1, fast=False)
+    return {
+        "label": label,
+        "model": name,
+        "file": rel or "bundled",
+        "params": cost.params,
+        "flops_g": cost.flops / 1e9,
+        "acts_m": cost.acts / 1e6,
+        "convs": cost.convs,
+        "runtime_ms": rt.median_ms,
+        "runtime_min_ms": rt.min_ms,
+        "runtime_max_ms": rt.max_ms,
+        "runs": runs,
+        "peak_mem_mb": rt.peak_mem_mb,
+        "scores": {r.dataset: [r.psnr, r.ssim] for r in results},
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def render_ntire_markdown(records: list[dict[str, Any]]) -> str:
+    """The NTIRE section: cost the challenges' way, PSNR, runtime in the same run."""
+    datasets = [d for d in ("Set5", "Set14", "B100", "Urban100")
+                if any(d in r["scores"] for r in records)]  # fmt: skip
+    reference = {name: ref for _, name, _, ref in NTIRE_ENTRIES}
+    lines = [
+        NTIRE_HEADING,
+        "",
+        "The NTIRE efficient-SR challenge winners and entries whose weights are public, x4, "
+        "measured in one run of `python benchmarks/zoo_report.py --ntire-only` (cost columns "
+        "as `lightsr bench --ntire` prints them). #FLOPs (1 multiply-add = 1 FLOP), #Acts "
+        "(elements of conv outputs) and #Convs at the challenges' 256x256 input. Runtime: "
+        "median (min-max) of the timed forward passes of the plain PyTorch model on a "
+        "256x256 input, batch 1, float32, on this machine's CPU in the same run (2 cores "
+        "shared with other jobs: compare rows with each other, not with the challenge "
+        "reports' GPU times); peak memory: the CPU peak-RSS increase of one forward pass plus "
+        "weights and input. PSNR/SSIM: Y channel, border 4, MATLAB-bicubic LR "
+        "(`lightsr eval`). SPAN, DSCF, SPAN-F and ESPAN run their re-parameterised inference "
+        "form, EFDN its deployed form.",
+        "",
+        "| Method | #Params [K] | #FLOPs [G] | #Acts [M] | #Convs | Runtime [ms] | "
+        "Peak [MB] | " + " | ".join(datasets) + " |",
+        "|---|---:|---:|---:|---:|---:|---:|" + "---|" * len(datasets),
+    ]
+    for r in records:
+        cells = ["{:.2f}/{:.4f}".format(*r["scores"][d]) if d in r["scores"] else "-"
+                 for d in datasets]  # fmt: skip
+        mem = f"{r['peak_mem_mb']:.0f}" if r.get("peak_mem_mb") is not None else "-"
+        lines.append(
+            f"| {r['label']} | {r['params'] / 1e3:.2f} | {r['flops_g']:.2f} | "
+            f"{r['acts_m']:.2f} | {r['convs']} | {r['runtime_ms']:.0f} "
+            f"({r['runtime_min_ms']:.0f}-{r['runtime_max_ms']:.0f}) | {mem} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    lines += [
+        "",
+        "Set5 against the values measured with each team's official code "
+        "(`shared/weights/ntire/README.md`):",
+        "",
+        "| Method | Set5 measured | official code | measured - official |",
+        "|---|---:|---:|---:|",
+    ]
+    for r in records:
+        ref = reference.get(r["model"])
+        if ref is None or "Set5" not in r["scores"]:
+            continue
+        got = r["scores"]["Set5"][0]
+        lines.append(f"| {r['label']} | {got:.4f} | {ref:.4f} | {got - ref:+.4f} |")
+    missing = [
+        label for label, name, _, _ in NTIRE_ENTRIES if name not in {r["model"] for r in records}
+    ]
+    if missing:
+        lines += ["", f"Not measured in this run: {', '.join(missing)}."]
+    lines += ["", "![Set5 x4 PSNR against CPU runtime, NTIRE entries](zoo_ntire.png)", ""]
+    return "\n".join(lines)
+
+
+def render_ntire_plot(records: list[dict[str, Any]], out: Path) -> None:
+    """PSNR (Set5 x4, and Set14/B100 where measured) against the runtime of the same run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = [d for d in ("Set5", "Set14", "B100") if any(d in r["scores"] for r in records)]
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6.5 * len(datasets), 4.8), dpi=120)
+    for ax, d in zip(list(np.atleast_1d(axes)), datasets, strict=True):
+        for r in (r for r in records if d in r["scores"]):
+            colour = "tab:red" if "SAFMN" in r["label"] else "tab:blue"
+            ax.scatter(r["runtime_ms"], r["scores"][d][0], s=r["params"] / 1e3, alpha=0.55,
+                       color=colour, edgecolors="black", linewidths=0.6)  # fmt: skip
+            ax.annotate(r["label"], (r["runtime_ms"], r["scores"][d][0]),
+                        textcoords="offset points", xytext=(6, 4), fontsize=7)  # fmt: skip
+        ax.set_xlabel("CPU runtime, 256x256 input (ms, median; same run)")
+        ax.set_ylabel(f"PSNR on {d} x4 (dB, Y channel)")
+        ax.set_title(f"NTIRE efficient-SR entries, x4, {d} (marker area = parameters)")
+        ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+
+
+def _splice(text: str, section: str) -> str:
+    """``text`` with its NTIRE section (heading to the end) replaced by ``section``."""
+    head = text.split(NTIRE_HEADING)[0].rstrip("\n")
+    return f"{head}\n\n{section}"
+
+
+def _run_ntire(args: argparse.Namespace, datasets: tuple[str, ...]) -> list[dict[str, Any]]:
+    if args.from_ntire_json:
+        return json.loads(args.from_ntire_json.read_text(encoding="utf-8"))
+    records = []
+    for label, name, rel, _ in NTIRE_ENTRIES:
+        if rel is not None and not (shared_root() / "weights" / rel).is_file():
+            continue
+        rec = measure_ntire(label, name, rel, datasets, args.runs)
+        records.append(rec)
+        scores = ", ".join(f"{d} {p:.3f}" for d, (p, _) in rec["scores"].items())
+        print(f"{label}: {scores}, {rec['runtime_ms']:.0f} ms ({rec['seconds']:.0f} s)", flush=True)
+        if args.ntire_json:
+            args.ntire_json.parent.mkdir(parents=True, exist_ok=True)
+            args.ntire_json.write_text(json.dumps(records, indent=1), encoding="utf-8")
+    return records
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out-md", type=Path, default=REPO / "docs" / "zoo.md")
@@ -276,10 +438,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", help="model base names (default: all)")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
     parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--ntire-only", action="store_true",
+                        help="measure only the NTIRE comparison and replace that section of "
+                        "--out-md (the rest of the file is kept)")  # fmt: skip
+    parser.add_argument("--no-ntire", action="store_true", help="skip the NTIRE comparison")
+    parser.add_argument("--ntire-json", type=Path, help="also save the NTIRE measurements")
+    parser.add_argument("--from-ntire-json", type=Path, help="render saved NTIRE measurements")
+    parser.add_argument("--out-ntire-png", type=Path, default=REPO / "docs" / "zoo_ntire.png")
+    parser.add_argument("--runs", type=int, default=5, help="timed runs per NTIRE model (5)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     datasets = tuple(args.datasets)
+    if args.ntire_only:
+        ntire = _run_ntire(args, (*datasets, "Urban100"))
+        text = args.out_md.read_text(encoding="utf-8") if args.out_md.is_file() else ""
+        args.out_md.write_text(_splice(text, render_ntire_markdown(ntire)), encoding="utf-8")
+        render_ntire_plot(ntire, args.out_ntire_png)
+        print(f"wrote the NTIRE section of {args.out_md} and {args.out_ntire_png}")
+        return 0
     if args.from_json:
         records = json.loads(args.from_json.read_text(encoding="utf-8"))
     else:
@@ -299,7 +476,12 @@ def main(argv: list[str] | None = None) -> int:
                     args.json.parent.mkdir(parents=True, exist_ok=True)
                     args.json.write_text(json.dumps(records, indent=1), encoding="utf-8")
     args.out_md.parent.mkdir(parents=True, exist_ok=True)
-    args.out_md.write_text(render_markdown(records, datasets), encoding="utf-8")
+    text = render_markdown(records, datasets)
+    if not args.no_ntire:
+        ntire = _run_ntire(args, (*datasets, "Urban100"))
+        text = _splice(text, render_ntire_markdown(ntire))
+        render_ntire_plot(ntire, args.out_ntire_png)
+    args.out_md.write_text(text, encoding="utf-8")
     render_plot(records, args.out_png)
     print(f"wrote {args.out_md} and {args.out_png}")
     return 0

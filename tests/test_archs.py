@@ -120,6 +120,11 @@ ARCH_ROWS: dict[str, tuple[tuple[int, ...], int, bool]] = {
     "safmn_ntire2023": ((4,), 1, True),
     "safmnpp": ((4,), 1, False),
     "light_safmnpp": ((4,), 1, False),
+    "span": ((2, 3, 4), 1, False),
+    "spanf": ((4,), 1, True),
+    "espan": ((4,), 1, False),
+    "efdn": ((2, 3, 4), 1, True),
+    "safmnv3": ((4,), 1, False),
 }
 
 

@@ -22,6 +22,12 @@ BENCH_DETAILS = (
 def bench(args: argparse.Namespace) -> int:
     from lightsr.evaluation.bench import bench, parse_size, render_table, to_markdown
 
+    if bool(args.models) == bool(args.ntire):
+        raise LightSRError("bench: give MODEL_OR_CHECKPOINT names or paths, or --ntire (not both)")
+    if args.ntire and (args.output_size or args.scale is not None):
+        raise LightSRError(
+            "--ntire benches x4 models at a 256x256 input; drop --scale/--output-size"
+        )
     output_size = parse_size(args.output_size, "--output-size") if args.output_size else None
     input_size = parse_size(args.input_size, "--input-size") if args.input_size else None
     if args.scale is not None and args.scale < 1:
@@ -30,21 +36,29 @@ def bench(args: argparse.Namespace) -> int:
         raise LightSRError(f"--runs must be >= 1, got {args.runs}")
     if args.warmup < 0:
         raise LightSRError(f"--warmup must be >= 0, got {args.warmup}")
-    results = [
-        bench(
-            source,
-            scale=args.scale,
-            output_size=output_size,
-            input_size=input_size,
-            device=args.device,
-            precision=args.precision,
-            runs=args.runs,
-            warmup=args.warmup,
-            timing=not args.no_latency,
-            fast=args.fast,
-        )
-        for source in args.models
-    ]
+    options = {
+        "device": args.device,
+        "precision": args.precision,
+        "runs": args.runs,
+        "warmup": args.warmup,
+        "timing": not args.no_latency,
+        "fast": args.fast,
+    }
+    if args.ntire:
+        from lightsr.evaluation.bench import NTIRE_INPUT_SIZE, bench_ntire
+
+        results = bench_ntire(input_size=input_size or NTIRE_INPUT_SIZE, **options)
+    else:
+        results = [
+            bench(
+                source,
+                scale=args.scale,
+                output_size=output_size,
+                input_size=input_size,
+                **options,
+            )
+            for source in args.models
+        ]
     if args.json:
         print(json.dumps([r.to_record() for r in results], indent=2))
     elif args.markdown:
@@ -61,9 +75,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "bench", bench, BENCH_SUMMARY, BENCH_DETAILS)
     p.add_argument(
         "models",
-        nargs="+",
+        nargs="*",
         metavar="MODEL_OR_CHECKPOINT",
         help="names from `lightsr models` (random weights) or checkpoint files",
+    )
+    p.add_argument(
+        "--ntire",
+        action="store_true",
+        help="the NTIRE efficient-SR winners and entries that have weights (shared/weights, "
+        "see LIGHTSR_SHARED; lightsr's SAFMN x4), at the challenges' 256x256 input",
     )
     p.add_argument("--scale", type=int, help="scale for names without one (e.g. safmn)")
     size = p.add_mutually_exclusive_group()

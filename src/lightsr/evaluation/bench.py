@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import copy
 import ctypes
+import dataclasses
 import gc
 import inspect
 import math
@@ -69,6 +70,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -86,13 +88,17 @@ __all__ = [
     "CONVENTIONS",
     "DEFAULT_OUTPUT_SIZE",
     "MEMORY_PASSES",
+    "NTIRE_INPUT_SIZE",
+    "NTIRE_MODELS",
     "BenchResult",
     "Complexity",
     "Runtime",
     "bench",
+    "bench_ntire",
     "count_complexity",
     "input_size_for_output",
     "measure_runtime",
+    "ntire_sources",
     "parse_size",
     "render_table",
     "to_markdown",
@@ -652,6 +658,69 @@ def bench(
     return BenchResult(
         loaded.name, loaded.arch, loaded.scale, loaded.weights, complexity, runtime, loaded.paper
     )
+
+
+#: The NTIRE efficient-SR challenges count FLOPs and activations at a 256x256 input (x4).
+NTIRE_INPUT_SIZE = (256, 256)
+
+#: ``lightsr bench --ntire``: the challenges' winners and entries lightsr has, with where their
+#: public weights are (under ``shared/weights/``; None: lightsr's bundled weights).
+NTIRE_MODELS: tuple[tuple[str, str | None], ...] = (
+    ("rlfn-x4", "baselines/rlfn_x4.pth"),  # NTIRE 2022 winner
+    ("safmn-x4", None),  # lightsr's own SAFMN x4
+    ("safmn-ntire2023-x4", "safmn/SAFMN_NTIRE2023_x4.pth"),
+    ("safmnpp-x4", "safmn/SAFMNPP_NTIRE2024_x4.pth"),
+    ("span-ch28-x4", "ntire/NTIRE2024_team38_span_ch28_slim.pth"),  # NTIRE 2024 winner
+    ("dscf-x4", "ntire/NTIRE2025_team23_DSCF.pth"),  # NTIRE 2025 winner
+    ("span-f-x4", "ntire/NTIRE2025_team24_spanf.pth"),
+    ("espan-x4", "ntire/NTIRE2025_team36_espan.pth"),
+    ("safmnv3-x4", "ntire/NTIRE2025_team19_safmnv3.pth"),
+    ("efdn-x4", "ntire/NTIRE2025_team00_EFDN.pth"),  # NTIRE 2025 baseline
+)
+
+
+def ntire_sources(weights_root: Path | None = None) -> list[tuple[str, str]]:
+    """``(name, source)`` for every :data:`NTIRE_MODELS` entry whose weights are here: the
+    checkpoint path under ``weights_root`` (default: ``shared/weights``, see
+    :func:`lightsr.runtime.shared_root`), or the name itself for bundled weights.
+
+    Raises:
+        LightSRError: none of the checkpoints is there.
+    """
+    from lightsr.models.catalog import get_spec, is_bundled
+    from lightsr.runtime import shared_root
+
+    root = weights_root if weights_root is not None else shared_root() / "weights"
+    found = []
+    for name, rel in NTIRE_MODELS:
+        if rel is None:
+            if is_bundled(get_spec(name)):
+                found.append((name, name))
+        elif (root / rel).is_file():
+            found.append((name, str(root / rel)))
+    if all(name == source for name, source in found):  # at most lightsr's own SAFMN
+        raise LightSRError(
+            f"--ntire: no NTIRE checkpoint under {root} (see shared/weights/README.md); "
+            "set LIGHTSR_SHARED to the folder that holds weights/"
+        )
+    return found
+
+
+def bench_ntire(
+    *,
+    input_size: tuple[int, int] = NTIRE_INPUT_SIZE,
+    weights_root: Path | None = None,
+    **options: Any,
+) -> list[BenchResult]:
+    """:func:`bench` for every NTIRE model with weights (:func:`ntire_sources`), at the
+    challenges' 256x256 input; rows are named by their catalog names and carry no paper
+    figures (those are for a 1280x720 output). ``options``: those of :func:`bench` (device,
+    precision, runs, warmup, timing, fast)."""
+    results = []
+    for name, source in ntire_sources(weights_root):
+        r = bench(source, input_size=input_size, **options)
+        results.append(dataclasses.replace(r, model=name, paper={}))
+    return results
 
 
 # --------------------------------------------------------------------------------------------
