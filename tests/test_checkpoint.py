@@ -298,3 +298,24 @@ def test_models_imports_no_torch() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_safetensors_whose_header_length_starts_with_0x80_is_not_a_pickle(tmp_path) -> None:
+    """A safetensors header of length 0x..80 bytes starts the file with b"\\x80", the pickle
+    opcode: the format test must look for the safetensors header first (found by an export)."""
+    import json
+    import struct
+
+    import torch
+
+    from lightsr.models.checkpoint import read_state_dict, sniff_format
+
+    tensor = torch.arange(6, dtype=torch.float32)
+    text = json.dumps({"w": {"dtype": "F32", "shape": [6], "data_offsets": [0, 24]}})
+    text += " " * ((0x180 - len(text)) % 256)  # trailing spaces are allowed in the header
+    assert len(text) & 0xFF == 0x80
+    path = tmp_path / "m.safetensors"
+    path.write_bytes(struct.pack("<Q", len(text)) + text.encode() + tensor.numpy().tobytes())
+    assert sniff_format(path) == "safetensors"
+    state, _ = read_state_dict(path)
+    assert torch.equal(state["w"], tensor)

@@ -25,7 +25,11 @@ Rules (the CLI's ``--help`` says the same):
   rename) and carry the input's ICC profile and EXIF (orientation reset) where the output
   format allows (see :mod:`lightsr.inference.io`). An output that would overwrite its own
   input, or an output of this run, is refused (a failed item). ``skip_existing=True`` skips
-  items whose output exists.
+  items whose output exists: an output exists only complete, so a batch killed at any moment
+  (even ``kill -9``) is resumed by running it again with ``skip_existing``. A killed run can
+  leave one hidden temporary file (``.<output name>.*.part``); it is removed when that output
+  is written again and the file is older than :data:`STALE_TEMP_SECONDS` (a younger one may be
+  another process's write in progress: two processes may write into the same folder).
 - **Failures** (unreadable or oversized images, out-of-memory, unwritable outputs) are recorded
   per item and the batch goes on; usage mistakes (bad tile size, ``output`` naming one image
   for several inputs, no inputs at all) raise :class:`~lightsr.errors.LightSRError` before any
@@ -51,6 +55,11 @@ from lightsr.inference.io import IMAGE_EXTENSIONS
 __all__ = ["BatchSummary", "FileResult", "upscale_files"]
 
 PathLike = str | os.PathLike[str]
+
+#: The largest ``outscale``: a final size beyond 16x the input is a typo, not a wish.
+MAX_OUTSCALE = 16.0
+#: Temporary files of an output older than this are left by a killed run and are removed.
+STALE_TEMP_SECONDS = 60.0
 Status = Literal["done", "skipped", "failed"]
 
 
@@ -250,6 +259,7 @@ class _Job:
     quality: int
     skip_existing: bool
     max_pixels: int | None
+    color_fix: bool = False
 
 
 def _process(job: _Job, src: Path, dst: Path, written: dict[Path, Path]) -> FileResult:
@@ -270,10 +280,12 @@ def _process(job: _Job, src: Path, dst: Path, written: dict[Path, Path]) -> File
             return FileResult(src, dst, "skipped")
         img = read_image(src, max_pixels=job.max_pixels)
         in_size = (img.shape[1], img.shape[0])
-        out = job.model.upscale(img, tile=job.tile, tile_overlap=job.tile_overlap)
+        extra = {"color_fix": True} if job.color_fix else {}
+        out = job.model.upscale(img, tile=job.tile, tile_overlap=job.tile_overlap, **extra)
         if job.outscale is not None and job.outscale != job.model.scale:
             h, w = img.shape[:2]
             out = _resize(out, (max(1, round(h * job.outscale)), max(1, round(w * job.outscale))))
+        _remove_stale_temporaries(dst)
         write_image(dst, out, quality=job.quality, metadata=read_metadata(src))
         written[key] = src
         out_size = (out.shape[1], out.shape[0])
@@ -285,6 +297,21 @@ def _process(job: _Job, src: Path, dst: Path, written: dict[Path, Path]) -> File
     except OSError as exc:  # an output folder that cannot be written, a full disk
         error = _one_line(src, exc)
     return FileResult(src, dst, "failed", in_size, None, time.perf_counter() - t0, error)
+
+
+def _remove_stale_temporaries(dst: Path) -> None:
+    """Remove hidden temporary files of ``dst`` that a killed run left (``.<name>.*.part``, see
+    :func:`~lightsr.files.atomic_path`), once they are old enough not to be another running
+    process's write in progress."""
+    if not dst.parent.is_dir():
+        return
+    now = time.time()
+    for tmp in dst.parent.glob(f".{glob.escape(dst.name)}.*.part"):
+        try:
+            if now - tmp.stat().st_mtime > STALE_TEMP_SECONDS:
+                tmp.unlink()
+        except OSError:  # gone already (another process), or not ours to remove
+            continue
 
 
 def _resolve_upscaler(model: Any) -> Any:
@@ -316,6 +343,7 @@ def upscale_files(
     skip_existing: bool = False,
     include_outputs: bool = False,
     max_pixels: int | None = None,
+    color_fix: bool = False,
     progress: Progress | None = None,
 ) -> BatchSummary:
     """Upscale image files, folders and globs with one model (rules: see the module doc).
@@ -332,12 +360,14 @@ def upscale_files(
         suffix: appended to output stems (default ``_x<scale>``).
         ext: output format (``png``, ``jpg``...) or ``auto``, the input's.
         outscale: final scale relative to the input when different from the model's (the
-            output is resized: area for shrinking, bicubic for enlarging).
+            output is resized: area for shrinking, bicubic for enlarging); at most
+            :data:`MAX_OUTSCALE`.
         tile, tile_overlap: see :meth:`Upscaler.upscale`.
-        quality: JPEG/WebP quality.
+        quality: JPEG/WebP quality, 1 to 100.
         skip_existing: skip inputs whose output exists.
         include_outputs: also process earlier outputs (see the module doc).
         max_pixels: refuse larger input images (see :func:`~lightsr.inference.io.read_image`).
+        color_fix: wavelet colour correction (see :meth:`Upscaler.upscale`).
         progress: called as ``progress(summary, record)``: once with ``record=None`` when the
             work is planned (``summary.total``, ``summary.earlier_outputs`` are set), then
             after each file with its :class:`FileResult` (already in ``summary.results``).
@@ -346,11 +376,18 @@ def upscale_files(
         A :class:`BatchSummary`; ``summary.failed`` is empty when every file was written.
 
     Raises:
-        LightSRError: a usage mistake (bad tile, outscale or ext; ``output`` an image file for
-            several inputs; no inputs found) or a model that cannot be loaded.
+        LightSRError: a usage mistake (bad tile, outscale, quality, max_pixels or ext;
+            ``output`` an image file for several inputs; no inputs found) or a model that
+            cannot be loaded.
     """
-    if outscale is not None and not outscale > 0:
-        raise LightSRError(f"outscale: expected a number > 0, got {outscale!r}")
+    if outscale is not None and not 0 < outscale <= MAX_OUTSCALE:  # NaN fails too
+        raise LightSRError(
+            f"outscale: expected a number > 0 and <= {MAX_OUTSCALE}, got {outscale!r}"
+        )
+    if isinstance(quality, bool) or not (quality == int(quality) and 1 <= quality <= 100):
+        raise LightSRError(f"quality: expected a whole number from 1 to 100, got {quality!r}")
+    if max_pixels is not None and max_pixels < 1:
+        raise LightSRError(f"max_pixels: expected a number >= 1, got {max_pixels!r}")
     out_ext = _output_ext(ext)
     items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     pairs = _expand_inputs(items)
@@ -374,7 +411,7 @@ def upscale_files(
     )
     if progress is not None:
         progress(summary, None)
-    job = _Job(up, tile, tile_overlap, outscale, quality, skip_existing, max_pixels)
+    job = _Job(up, tile, tile_overlap, outscale, quality, skip_existing, max_pixels, color_fix)
     t0 = time.perf_counter()
     written: dict[Path, Path] = {}
     for src, dst in todo:

@@ -2,24 +2,33 @@
 
 Arrays are numpy, HxW (grayscale) or HxWxC with C = 3 (RGB) or 4 (RGBA), channel order RGB
 (OpenCV's BGR is converted at the boundary), dtype uint8 or uint16 (float32 for floating-point
-TIFF/EXR files, values as stored). Palette images are expanded to RGB, or RGBA when they carry
-transparency. Decoding uses OpenCV; a header-only probe with Pillow enforces a pixel-count limit
-before any pixels are decoded (decompression bombs).
+TIFF/EXR files, values as stored; written back as float32 to TIFF). Palette images are expanded
+to RGB, or RGBA when they carry transparency. Decoding uses OpenCV; a header-only probe with
+Pillow first enforces a pixel-count limit before any pixels are decoded (decompression bombs)
+and refuses animated and multi-page files (GIF, APNG, WebP, TIFF with more than one frame: only
+the first would be upscaled otherwise); a multi-picture JPEG (MPO) gives its main picture.
+CMYK (and Lab, HSV, YCbCr) files are converted to RGB by Pillow, CMYK through the file's ICC
+profile when it has one, with one line on the ``lightsr`` logger; TIFF files with gray + alpha,
+palette + alpha or premultiplied alpha become RGBA (OpenCV would drop their alpha). Signed and
+32-bit integer samples become 16-bit when they fit, float64 becomes float32.
 
 Metadata policy: :func:`read_image` applies the EXIF orientation (a portrait phone photo stored
 sideways is returned upright). :func:`read_metadata` returns the file's ICC colour profile and
 its EXIF block with the orientation reset to 1 (the pixels are upright now); ``write_image(...,
 metadata=...)`` embeds both in PNG (``iCCP``, ``eXIf``) and JPEG (APP2 ``ICC_PROFILE``, APP1
-``Exif``) outputs. WebP, TIFF and BMP outputs carry no metadata. Other metadata (XMP, text
+``Exif``) outputs, except an ICC profile of another colour space than the output's (a CMYK
+input's profile). WebP, TIFF and BMP outputs carry no metadata. Other metadata (XMP, text
 chunks, GPS outside EXIF) is not carried over.
 """
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -46,41 +55,140 @@ MAX_PIXELS = int(os.environ.get("LIGHTSR_MAX_PIXELS", 178_956_970))
 # Formats that store 16 bits per channel / an alpha channel (when written through OpenCV).
 _SIXTEEN_BIT = {".png", ".tif", ".tiff"}
 _ALPHA = {".png", ".webp", ".tif", ".tiff"}
+# Formats that store 32-bit float samples (when written through OpenCV).
+_FLOAT = {".tif", ".tiff"}
+_EXIF_ORIENTATION = 0x0112
 
 
 def _cv2():  # imported lazily: OpenCV costs ~0.2 s to import and is only needed for files
+    # OpenCV's own guard (default 2^30 pixels) for files Pillow cannot probe; read on first use
+    os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
+    # OpenCV logs its decoders' complaints on stderr; lightsr reports bad files itself
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "FATAL")
     import cv2
 
     return cv2
 
 
-def _probe_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) from the file header without decoding pixels; None if Pillow can't tell."""
+@dataclass(frozen=True)
+class _Header:
+    """What Pillow reads from a file's header, before any pixel is decoded."""
+
+    size: tuple[int, int]  # (width, height)
+    mode: str
+    format: str
+    frames: int
+    orientation: int
+    icc_profile: bytes | None
+
+
+def _probe(path: Path) -> _Header | None:
+    """The file's header as Pillow reads it without decoding pixels; None if Pillow can't."""
     from PIL import Image
 
     old = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = None  # our own limit applies; Pillow's would raise first
     try:
         with Image.open(path) as im:
-            return im.size
-    except Exception:  # unknown to Pillow: OpenCV decides below
+            size = (int(im.size[0]), int(im.size[1]))
+            mode, fmt = im.mode, str(im.format)
+            frames = int(getattr(im, "n_frames", 1) or 1)
+            icc = im.info.get("icc_profile") or None
+            try:
+                orientation = int(im.getexif().get(_EXIF_ORIENTATION, 1))
+            except Exception:  # a broken EXIF block: stored as displayed
+                orientation = 1
+    except Exception:  # unknown to Pillow, or a header it cannot parse: OpenCV decides below
         return None
     finally:
         Image.MAX_IMAGE_PIXELS = old
+    return _Header(size, mode, fmt, frames, orientation if 1 <= orientation <= 8 else 1, icc)
+
+
+#: Pillow modes whose samples OpenCV would hand over wrongly (colour spaces taken for RGB(A),
+#: alpha dropped or padding taken for alpha in TIFF files): decoded by Pillow and converted to
+#: this mode instead (CMYK through the file's ICC profile when it has one).
+_PILLOW_MODES = {"CMYK": "RGB", "LAB": "RGB", "HSV": "RGB", "YCbCr": "RGB", "RGBX": "RGB"}
+_PILLOW_MODES_TIFF = {"LA": "RGBA", "La": "RGBA", "PA": "RGBA", "RGBa": "RGBA"}
+#: Conversions that change colours (one line on the ``lightsr`` logger says so).
+_COLOUR_MODES = {"CMYK", "LAB", "HSV", "YCbCr"}
+#: Multi-picture JPEGs (MPO: phones' depth maps, stereo pairs) hold the photo as frame 0.
+_STILL_FORMATS = {"MPO"}
+
+_log = logging.getLogger("lightsr")
+
+
+def _check_header(path: Path, header: _Header | None, limit: int) -> None:
+    """Refuse decompression bombs and animations before decoding."""
+    if header is None:
+        return
+    w, h = header.size
+    if w * h > limit:
+        raise ImageError(
+            f"{path}: {w}x{h} = {w * h:,} pixels exceeds the limit of "
+            f"{limit:,}; raise it with LIGHTSR_MAX_PIXELS if the file is trusted"
+        )
+    if header.frames > 1 and header.format not in _STILL_FORMATS:
+        raise ImageError(
+            f"{path}: {header.format} with {header.frames} frames (animated or multi-page); "
+            "lightsr upscales still images: save the frames as separate images (e.g. "
+            "`ffmpeg -i in.gif frames/%04d.png`) and upscale that folder"
+        )
+
+
+def _pillow_mode(header: _Header | None) -> str | None:
+    """The mode to decode a file to with Pillow, or None for OpenCV (see :data:`_PILLOW_MODES`)."""
+    if header is None:
+        return None
+    if header.format == "TIFF" and header.mode in _PILLOW_MODES_TIFF:
+        return _PILLOW_MODES_TIFF[header.mode]
+    return _PILLOW_MODES.get(header.mode)
+
+
+def _decode_with_pillow(path: Path, header: _Header, mode: str) -> np.ndarray:
+    """Decode with Pillow to 8-bit ``mode`` (CMYK through its ICC profile when it has one)."""
+    from PIL import Image, ImageCms
+
+    how = "without a colour profile: colours are approximate"
+    old = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # the size was checked against lightsr's own limit
+    try:
+        with Image.open(path) as im:
+            im.load()
+            out = None
+            if header.mode == "CMYK" and header.icc_profile:
+                try:
+                    src = ImageCms.ImageCmsProfile(io.BytesIO(header.icc_profile))
+                    dst = ImageCms.createProfile("sRGB")
+                    out = ImageCms.profileToProfile(im, src, dst, outputMode=mode)
+                    how = "through its ICC profile to sRGB"
+                except Exception:  # a profile littlecms cannot use: the plain formula
+                    out = None
+            if out is None:
+                out = im.convert(mode)
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
+    if header.mode in _COLOUR_MODES:
+        _log.warning("lightsr: %s: %s image converted to RGB (%s)", path, header.mode, how)
+    return np.asarray(out)
 
 
 def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -> np.ndarray:
     """Read an image file as an RGB(A) or grayscale array, keeping its bit depth.
 
     Args:
-        path: PNG, JPEG, WebP, BMP or TIFF file.
+        path: PNG, JPEG, WebP, BMP or TIFF file (GIF and other formats Pillow or OpenCV
+            read also work, as still images).
         max_pixels: refuse images with more than this many pixels (default :data:`MAX_PIXELS`).
 
     Returns:
-        HxW, HxWx3 (RGB) or HxWx4 (RGBA) array of uint8, uint16 or float32.
+        HxW, HxWx3 (RGB) or HxWx4 (RGBA) array of uint8, uint16 or float32, upright (EXIF
+        orientation applied). CMYK, Lab, HSV and YCbCr files are converted to 8-bit RGB (one
+        line logged on the ``lightsr`` logger, which prints on stderr when unconfigured).
 
     Raises:
-        ImageError: missing, empty, undecodable, truncated or oversized file (message names it).
+        ImageError: missing, empty, undecodable, truncated, oversized, animated or multi-page
+            file (message names it).
     """
     path = Path(path)
     limit = MAX_PIXELS if max_pixels is None else max_pixels
@@ -89,16 +197,51 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -
     size = path.stat().st_size
     if size == 0:
         raise ImageError(f"{path}: file is empty")
-    dims = _probe_size(path)
-    if dims is not None and dims[0] * dims[1] > limit:
-        raise ImageError(
-            f"{path}: {dims[0]}x{dims[1]} = {dims[0] * dims[1]:,} pixels exceeds the limit of "
-            f"{limit:,}; raise it with LIGHTSR_MAX_PIXELS if the file is trusted"
-        )
+    header = _probe(path)
+    _check_header(path, header, limit)
     _check_complete(path)
+    mode = _pillow_mode(header)
+    if header is not None and mode is not None:
+        try:
+            img = _decode_with_pillow(path, header, mode)
+        except Exception as exc:  # Pillow raises many types for broken data; all mean "corrupt"
+            raise ImageError(f"{path}: not a decodable image ({exc})") from exc
+    else:
+        img = _decode(path, limit)
+    return np.ascontiguousarray(
+        _apply_orientation(img, header.orientation if header is not None else 1)
+    )
+
+
+def _to_supported_dtype(img: np.ndarray, path: Path) -> np.ndarray:
+    """uint8/uint16/float32 as they are; float64 as float32; signed or 32-bit integer samples
+    (TIFF ``I`` mode, signed 16-bit) as uint16 when every value fits, else refused."""
+    if img.dtype in (np.uint8, np.uint16, np.float32):
+        return img
+    if img.dtype == np.float64:
+        return img.astype(np.float32)
+    if img.dtype.kind in "iu":
+        lo, hi = (int(img.min()), int(img.max())) if img.size else (0, 0)
+        if 0 <= lo and hi <= 65535:
+            return img.astype(np.uint16)
+        raise ImageError(
+            f"{path}: {img.dtype} samples from {lo} to {hi} do not fit 16 bits; convert the "
+            "image to 8- or 16-bit integer or 32-bit float samples"
+        )
+    raise ImageError(
+        f"{path}: unsupported sample type {img.dtype}; expected 8- or 16-bit integer or "
+        "32-bit float samples"
+    )
+
+
+def _decode(path: Path, limit: int) -> np.ndarray:
+    """Decode with OpenCV (bit depth kept) and turn BGR(A) into RGB(A)."""
     cv2 = _cv2()
     data = np.fromfile(path, dtype=np.uint8)  # np.fromfile + imdecode: unicode paths work
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    try:
+        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error:  # OpenCV's own size limit, or a decoder that gives up
+        img = None
     if img is None or img.size == 0:
         raise ImageError(
             f"{path}: not a decodable image (corrupt, truncated or unsupported format); "
@@ -106,11 +249,7 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -
         )
     if img.shape[0] * img.shape[1] > limit:
         raise ImageError(f"{path}: {img.shape[1]}x{img.shape[0]} exceeds {limit:,} pixels")
-    if img.dtype not in (np.uint8, np.uint16, np.float32):
-        raise ImageError(
-            f"{path}: unsupported sample type {img.dtype}; expected 8- or 16-bit integer or "
-            "32-bit float samples"
-        )
+    img = _to_supported_dtype(img, path)
     if img.ndim == 3:
         if img.shape[2] == 1:
             img = img[:, :, 0]
@@ -120,22 +259,7 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -
             img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
         else:
             raise ImageError(f"{path}: {img.shape[2]} channels; expected 1, 3 or 4")
-    return np.ascontiguousarray(_apply_orientation(img, _orientation(path)))
-
-
-_EXIF_ORIENTATION = 0x0112
-
-
-def _orientation(path: Path) -> int:
-    """The EXIF orientation tag (1-8) of a file; 1 when absent or unreadable."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            value = int(im.getexif().get(_EXIF_ORIENTATION, 1))
-    except Exception:  # no EXIF, or a format Pillow does not read: stored as displayed
-        return 1
-    return value if 1 <= value <= 8 else 1
+    return img
 
 
 def _apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
@@ -217,6 +341,32 @@ def _embed_jpeg(buf: bytes, meta: ImageMetadata) -> bytes:
     return buf[:pos] + segments + buf[pos:]
 
 
+#: ICC colour-space signatures (header bytes 16-19) that no RGB or gray output can carry.
+_ICC_OTHER_SPACES = {
+    b"CMYK",
+    b"CMY ",
+    b"Lab ",
+    b"XYZ ",
+    b"Luv ",
+    b"YCbr",
+    b"Yxy ",
+    b"HSV ",
+    b"HLS ",
+}
+
+
+def _icc_fits(icc: bytes | None, gray: bool) -> bool:
+    """Whether an ICC profile may be embedded in an RGB (``gray=False``) or gray image: not when
+    its header names another colour space (a CMYK input's profile, an RGB profile on gray);
+    bytes without a recognisable colour space are carried as they are."""
+    if not icc:
+        return True
+    space = icc[16:20]
+    if space in _ICC_OTHER_SPACES:
+        return False
+    return space != (b"RGB " if gray else b"GRAY")
+
+
 def _check_complete(path: Path) -> None:
     """Reject truncated PNG/JPEG files, which OpenCV would decode partially without an error."""
     with open(path, "rb") as f:
@@ -242,7 +392,10 @@ def write_image(
 
     The format follows the extension. 16-bit data is kept for PNG and TIFF and reduced to 8 bits
     (rounded) for JPEG, WebP and BMP; alpha is kept for PNG, WebP and TIFF and dropped for JPEG and
-    BMP. Float arrays are taken as [0, 1] and written as 8-bit.
+    BMP. Float arrays are taken as [0, 1]: TIFF keeps them as 32-bit float (values as they are),
+    PNG gets 16 bits, the other formats 8 bits (clipped to [0, 1], rounded). An ICC profile
+    whose header names another colour space than the output's (CMYK, or RGB on a gray image) is
+    not embedded.
 
     Args:
         path: destination; its parent folder is created.
@@ -261,8 +414,14 @@ def write_image(
             f"{path}: unsupported output extension {ext or '(none)'}; "
             f"use one of {', '.join(IMAGE_EXTENSIONS)}"
         )
-    if img.dtype.kind == "f":
+    if img.dtype.kind == "f" and ext in _FLOAT:
+        img = img.astype(np.float32, copy=False)
+    elif img.dtype.kind == "f" and ext in _SIXTEEN_BIT:
+        img = (np.clip(img, 0.0, 1.0) * 65535.0 + 0.5).astype(np.uint16)
+    elif img.dtype.kind == "f":
         img = (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    if metadata is not None and not _icc_fits(metadata.icc_profile, img.ndim == 2):
+        metadata = replace(metadata, icc_profile=None)
     if img.dtype == np.uint16 and ext not in _SIXTEEN_BIT:
         img = ((img.astype(np.uint32) + 128) // 257).astype(np.uint8)
     if img.ndim == 3 and img.shape[2] == 4 and ext not in _ALPHA:

@@ -12,10 +12,13 @@ Padding and tiling live in :mod:`lightsr.inference.tiling`; names are resolved t
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +26,7 @@ import torch
 from torch import nn
 
 from lightsr.errors import LightSRError
+from lightsr.inference.colorfix import wavelet_color_fix
 from lightsr.inference.tiling import DEFAULT_TILE_OVERLAP, Emit, check_tiling, tiled_apply
 from lightsr.models.registry import size_multiple
 from lightsr.models.resolve import resolve_model
@@ -98,6 +102,18 @@ def _quantise(rows: torch.Tensor, dtype: np.dtype) -> np.ndarray:
     if dtype == np.uint16:
         return (a * 65535.0 + 0.5).astype(np.uint16)
     return a.astype(np.float32)
+
+
+@dataclass(frozen=True)
+class _Options:
+    """How :meth:`Upscaler.upscale` was asked to run, passed on to the per-kind helpers."""
+
+    tile: int | None
+    overlap: int
+    color_fix: bool
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"tile": self.tile, "tile_overlap": self.overlap, "color_fix": self.color_fix}
 
 
 # --------------------------------------------------------------------------------------------
@@ -189,6 +205,7 @@ class Upscaler:
         *,
         tile: int | None = None,
         tile_overlap: int = DEFAULT_TILE_OVERLAP,
+        color_fix: bool = False,
     ) -> Any:
         """Upscale an image; the result is the same kind of object as the input.
 
@@ -199,23 +216,28 @@ class Upscaler:
             tile: tile size in LR pixels (None: whole image). Tiled output equals untiled output
                 to within 1/255 with the default overlap; memory grows with the tile size.
             tile_overlap: context in LR pixels around each tile.
+            color_fix: keep the network's detail but take the colours and low frequencies from
+                a plain bicubic upscale (wavelet colour correction,
+                :mod:`lightsr.inference.colorfix`), against the colour shifts of models trained
+                on degraded images. The alpha channel is not corrected.
 
         Grayscale images run as RGB with equal channels and the output's channel mean is kept;
         an alpha channel is upscaled by the same network (as a gray image) and re-attached.
         Output is clamped to [0, 1] and rounded to the input's bit depth.
         """
         check_tiling(tile, tile_overlap)
+        opts = _Options(tile, tile_overlap, color_fix)
         if isinstance(image, torch.Tensor):
-            return self._upscale_tensor(image, tile, tile_overlap)
+            return self._upscale_tensor(image, opts)
         try:
             from PIL import Image
         except ImportError:  # pragma: no cover - pillow is a dependency
             Image = None
         if Image is not None and isinstance(image, Image.Image):
-            return self._upscale_pil(image, tile, tile_overlap)
+            return self._upscale_pil(image, opts)
         if isinstance(image, np.ndarray):
             rgb, alpha, layout = _from_numpy(image)
-            return self._upscale_planes(rgb, alpha, layout, tile, tile_overlap)
+            return self._upscale_planes(rgb, alpha, layout, opts)
         raise LightSRError(
             f"image: expected a numpy array, PIL image or torch tensor, got {type(image).__name__}"
         )
@@ -227,10 +249,10 @@ class Upscaler:
         rgb: torch.Tensor,
         alpha: torch.Tensor | None,
         layout: _Layout,
-        tile: int | None,
-        overlap: int,
+        opts: _Options,
     ) -> np.ndarray:
         h, w = rgb.shape[-2:]
+        tile, overlap = opts.tile, opts.overlap
         out = _to_output_array((h * self.scale, w * self.scale), layout)
         dtype = out.dtype
         nc = 1 if layout.gray else 3
@@ -239,7 +261,16 @@ class Upscaler:
             rows = rows.mean(0, keepdim=True) if layout.gray else rows
             out[row0 : row0 + rows.shape[1], :, :nc] = _quantise(rows, dtype)
 
-        self._run(rgb, emit_rgb, tile, overlap)
+        if opts.color_fix:  # the float output is kept whole: the correction needs its rows
+            sr = torch.empty(3, h * self.scale, w * self.scale)
+
+            def emit_float(row0: int, rows: torch.Tensor) -> None:
+                sr[:, row0 : row0 + rows.shape[1]] = rows
+
+            self._run(rgb, emit_float, tile, overlap)
+            emit_rgb(0, wavelet_color_fix(sr, rgb))
+        else:
+            self._run(rgb, emit_rgb, tile, overlap)
         if alpha is not None:
 
             def emit_alpha(row0: int, rows: torch.Tensor) -> None:
@@ -251,6 +282,7 @@ class Upscaler:
 
     @torch.inference_mode()
     def _run(self, x: torch.Tensor, emit: Emit, tile: int | None, overlap: int) -> None:
+        tile = _fit_tile(self, x.shape[-2:], tile, overlap)
         tiled_apply(
             self.forward_tensor,
             x,
@@ -267,7 +299,7 @@ class Upscaler:
         """Equally shaped tiles per network call: several on CUDA, one on the CPU."""
         return 8 if self.device.type == "cuda" else 1
 
-    def _upscale_pil(self, image: Any, tile: int | None, overlap: int) -> Any:
+    def _upscale_pil(self, image: Any, opts: _Options) -> Any:
         from PIL import Image
 
         mode = image.mode
@@ -275,19 +307,19 @@ class Upscaler:
             image = image.convert("RGBA" if "transparency" in image.info else "RGB")
         elif mode in ("I;16", "I;16B", "I;16L", "I"):
             arr = np.asarray(image).astype(np.uint16)
-            out = self.upscale(arr, tile=tile, tile_overlap=overlap)
+            out = self.upscale(arr, **opts.kwargs())
             return Image.fromarray(out)
         elif mode == "LA":
             image = image.convert("RGBA")
         elif mode not in ("L", "RGB", "RGBA"):
             image = image.convert("RGB")
         arr = np.asarray(image)
-        out = self.upscale(arr, tile=tile, tile_overlap=overlap)
+        out = self.upscale(arr, **opts.kwargs())
         if mode == "LA":
             return Image.fromarray(out).convert("LA")
         return Image.fromarray(out)
 
-    def _upscale_tensor(self, x: torch.Tensor, tile: int | None, overlap: int) -> torch.Tensor:
+    def _upscale_tensor(self, x: torch.Tensor, opts: _Options) -> torch.Tensor:
         if x.ndim not in (3, 4) or x.shape[-3] not in (1, 3, 4):
             raise LightSRError(
                 f"image: expected a (C, H, W) or (B, C, H, W) tensor with C in 1, 3, 4; "
@@ -313,9 +345,78 @@ class Upscaler:
                         rows = rows.mean(0, keepdim=True)
                     target[:, row0 : row0 + rows.shape[1]] = rows
 
-                self._run(plane.contiguous(), emit, tile, overlap)
+                self._run(plane.contiguous(), emit, opts.tile, opts.overlap)
+            if opts.color_fix:
+                lr = xb[i, :3] if c >= 3 else xb[i, :1].expand(3, -1, -1)
+                sr = out[i, :3] if c >= 3 else out[i, :1].expand(3, -1, -1)
+                fixed = wavelet_color_fix(sr, lr)
+                out[i, : min(c, 3)] = fixed if c >= 3 else fixed.mean(0, keepdim=True)
         out = out.to(device=x.device, dtype=x.dtype)
         return out if batched else out[0]
+
+
+def memory_available(device: torch.device) -> int | None:
+    """Bytes this process may still allocate on ``device`` (None: unknown). CUDA: the free
+    device memory. CPU: the least of the system's available memory, the cgroup's remaining
+    limit and the address-space limit (``ulimit -v``) left above the current size."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    import resource
+
+    def kib(text: str, key: str) -> int:
+        return int(text.split(key)[1].split()[0]) * 1024
+
+    found: list[int] = []
+    cgroup = Path("/sys/fs/cgroup")
+    try:
+        found.append(kib(Path("/proc/meminfo").read_text(), "MemAvailable:"))
+        limit = (cgroup / "memory.max").read_text().strip()
+        if limit != "max":
+            found.append(int(limit) - int((cgroup / "memory.current").read_text()))
+    except (OSError, IndexError, ValueError):  # not Linux, or no cgroup v2 limit
+        pass
+    soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if soft != resource.RLIM_INFINITY:
+        try:
+            found.append(soft - kib(Path("/proc/self/status").read_text(), "VmSize:"))
+        except (OSError, IndexError, ValueError):
+            found.append(soft)
+    return max(0, min(found)) if found else None
+
+
+def _fit_tile(up: Upscaler, hw: Any, tile: int | None, overlap: int) -> int | None:
+    """``tile``, or for an untiled run that would not fit in the memory available, the largest
+    tile that does (a one-line notice on the ``lightsr`` logger); refuses an image whose output
+    alone does not fit. The cost per LR pixel is an estimate from the widest layer (activations
+    kept by the network) and the output planes, measured within 2x for SAFMN."""
+    h, w = int(hw[0]), int(hw[1])
+    if tile is not None or h * w < 256 * 256:
+        return tile
+    avail = memory_available(up.device)
+    if avail is None:
+        return tile
+    convs = [m.out_channels for m in up.model.modules() if isinstance(m, nn.Conv2d)]
+    width = max(convs, default=64)
+    per_px = 4 * (8 * width + 12 * up.scale**2)  # float32 activations + output planes
+    budget = avail // 2  # headroom for the allocator, other planes and the caller's arrays
+    if per_px * h * w <= budget:
+        return tile
+    fixed = 4 * 3 * up.scale**2 * h * w  # the float output rows and the result, whole image
+    side = int(math.sqrt(max(budget - fixed, 0) / per_px)) - 2 * overlap
+    side -= side % 8
+    if side < 32:
+        gib = (per_px * h * w) / 2**30
+        raise LightSRError(
+            f"image: {w}x{h} at x{up.scale} needs about {gib:.1f} GiB untiled and "
+            f"{avail / 2**30:.1f} GiB is available, too little even for tiles; upscale a "
+            "smaller image (crop or split it) or free memory"
+        )
+    logging.getLogger("lightsr").warning(
+        "lightsr: a %dx%d image untiled needs about %.1f GiB, more than half the %.1f GiB "
+        "available: tiled automatically with --tile %d (pass --tile to choose)",
+        w, h, per_px * h * w / 2**30, avail / 2**30, side,
+    )  # fmt: skip
+    return side
 
 
 def _make_runner(

@@ -98,11 +98,12 @@ def sniff_format(path: str | os.PathLike[str]) -> str | None:
         head = f.read(9)
     if head.startswith(b"PK\x03\x04"):
         return "zip"
-    if head.startswith(b"\x80"):
-        return "pickle"
     header = int.from_bytes(head[:8], "little")
     if len(head) == 9 and head[8:9] == b"{" and 0 < header < _MAX_HEADER:
+        # before the pickle test: a header length whose low byte is 0x80 starts with b"\x80"
         return "safetensors"
+    if head.startswith(b"\x80"):
+        return "pickle"
     return None
 
 
@@ -180,11 +181,17 @@ def load_checkpoint(
             used: the caller compares it with the returned ``Detected.scale``.
 
     Raises:
-        CheckpointError: unreadable file, unknown architecture, or tensors that do not fit the
-            detected architecture exactly.
+        CheckpointError: unreadable file, NaN/Inf weights, unknown architecture, or tensors
+            that do not fit the detected architecture exactly.
     """
     path = Path(path)
     sd, metadata = read_state_dict(path)
+    broken = [k for k, v in sd.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken:
+        raise CheckpointError(
+            f"{path}: {len(broken)} tensor(s) hold NaN or Inf values (e.g. {broken[0]}); the "
+            "weights are broken (a diverged run or a damaged file): use another checkpoint"
+        )
     try:
         found = detect_arch(sd)
     except CheckpointError as exc:
