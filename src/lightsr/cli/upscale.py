@@ -7,6 +7,7 @@ its arguments and renders its progress: a bar on a terminal, else one line per f
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from lightsr.cli.common import (
     add_tile_flags,
     load_model_from_args,
 )
+from lightsr.cli.video import add_video_flags
 from lightsr.errors import LightSRError
 
 DESCRIPTION = """\
@@ -142,24 +144,29 @@ class _Report:
 #: Flags passed to :func:`~lightsr.inference.batch.upscale_files` under the same names.
 _BATCH_OPTIONS = (
     "output", "suffix", "ext", "outscale", "tile", "tile_overlap", "quality", "skip_existing",
-    "include_outputs", "max_pixels",
+    "include_outputs", "max_pixels", "color_fix",
 )  # fmt: skip
 
 
 def upscale(args: argparse.Namespace) -> int:
+    from lightsr.cli.video import split_videos, upscale_videos
     from lightsr.inference.batch import upscale_files
 
-    loader = _model_loader(args)
+    loader = functools.cache(_model_loader(args))  # one model for the images and the videos
+    videos, images = split_videos(args.inputs)
+    if videos and not images:
+        return upscale_videos(args, videos, loader, 0)
     with _Report(args.quiet) as report:
         options = {name: getattr(args, name) for name in _BATCH_OPTIONS}
-        summary = upscale_files(args.inputs, loader, progress=report, **options)
+        summary = upscale_files(images, loader, progress=report, **options)
     m = summary.model
     print(
         f"{len(summary.done)} done, {len(summary.skipped)} skipped, {len(summary.failed)} failed "
         f"in {summary.seconds:.1f} s ({m.name}, x{m.scale}, {m.device}, {m.precision})",
         file=sys.stderr,
     )
-    return EXIT_FAILED if summary.failed else EXIT_OK
+    code = upscale_videos(args, videos, loader, summary.total) if videos else EXIT_OK
+    return EXIT_FAILED if summary.failed else code
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -173,6 +180,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_model_flags(p)
     add_tile_flags(p)
+    add_video_flags(p)
     p.add_argument("--outscale", type=float, help="final scale if different from the model's")
     p.add_argument("--suffix", help="appended to output names (default _x<scale>)")
     p.add_argument("--ext", default="auto", help="output format: auto (as input), png, jpg...")
@@ -185,6 +193,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "left out by default",
     )
     p.add_argument("--max-pixels", type=int, help="refuse larger inputs (decompression bombs)")
+    p.add_argument(
+        "--color-fix",
+        action="store_true",
+        help="keep the model's detail on the colours of a plain bicubic upscale (wavelet colour "
+        "correction; for real-world models that shift colours)",
+    )
     p.add_argument(
         "--backend",
         default="torch",
