@@ -93,3 +93,26 @@ def test_cli_upscales_with_bundled_ups_s(tmp_path: Path) -> None:
     sample = REPO / "examples" / "chelsea.png"
     assert main(["upscale", str(sample), "--model", "ups-s-x4", "-o", str(out), "-q"]) == 0
     assert read_image(out).shape == (192 * 4, 256 * 4, 3)
+
+
+#: Set5 x4 PSNR-Y (dB) under ``--degrade high-order:0`` (Real-ESRGAN's second-order model,
+#: seed 0), measured for the committed real-world weights and for safmn-x4 on the same LR.
+REAL_SET5_HIGH_ORDER = {"real-safmn-x4": 22.04, "safmn-x4": 21.68}
+
+
+def test_real_safmn_x4_is_bundled_and_beats_safmn_x4_on_degraded_set5() -> None:
+    need_shared("datasets", "Set5")
+    from lightsr.evaluation.evaluate import parse_degradations
+
+    path = WEIGHTS / "real_safmn_x4.safetensors"
+    assert path.is_file() and path.stat().st_size < 2_000_000
+    _, found = load_checkpoint(path)
+    assert (found.arch, found.scale, found.config["dim"]) == ("safmn", 4, 36)
+    degradations = parse_degradations(["high-order:0"])
+    psnr = {}
+    for name in REAL_SET5_HIGH_ORDER:
+        model = lightsr.load_model(name, device="cpu")
+        (result,) = evaluate(model.upscale, name, ["Set5"], 4, degradations=degradations)
+        psnr[name] = result.psnr
+        assert abs(result.psnr - REAL_SET5_HIGH_ORDER[name]) <= 0.01, (name, result.psnr)
+    assert psnr["real-safmn-x4"] > psnr["safmn-x4"] + 0.3

@@ -315,6 +315,50 @@ _ZOO: dict[str, tuple[str, dict[str, Any], tuple[int, ...], str, dict[int, str]]
         "light SAFMN++ (AIS 2024 real-time SR of AVIF-compressed images)",
         {},
     ),
+    # NTIRE efficient-SR challenge entries (docs/zoo.md): the inference (re-parameterised)
+    # forms of their public checkpoints.
+    "span-ch28": (
+        "span",
+        {"feature_channels": 28},
+        (4,),
+        "SPAN (CVPRW 2024; NTIRE 2024 winner), 28 channels, inference form",
+        {},
+    ),
+    "dscf": (
+        "span",
+        {"feature_channels": 26},
+        (4,),
+        "DSCF/DSCLoRA (NTIRE 2025 winner): a distilled 26-channel SPAN, inference form",
+        {},
+    ),
+    "span-f": (
+        "spanf",
+        {"feature_channels": 32, "n_blocks": 5},
+        (4,),
+        "SPAN-F (NTIRE 2025, 2nd), inference form",
+        {},
+    ),
+    "espan": (
+        "espan",
+        {"feature_channels": 32, "first_kernel": 9, "n_blocks": 5},
+        (4,),
+        "ESPAN (NTIRE 2025 entry): SPAN with a 9x9 first conv, inference form",
+        {},
+    ),
+    "efdn": (
+        "efdn",
+        {"n_feats": 48},
+        (4,),
+        "EFDN (CVPRW 2022; the NTIRE 2025 baseline), deployed form",
+        {},
+    ),
+    "safmnv3": (
+        "safmnv3",
+        {"dim": 40, "n_blocks": 6, "ffn_scale": 1.5, "split_dim": 12},
+        (4,),
+        "SAFMNv3 (the SAFMN authors' NTIRE 2025 entry)",
+        {},
+    ),
 }
 
 
@@ -334,10 +378,26 @@ def _zoo_specs() -> list[ModelSpec]:
     ]
 
 
+def _real_world_specs() -> list[ModelSpec]:
+    """Models for real photos (JPEG, noise, blur), trained by lightsr on Real-ESRGAN's
+    second-order degradations (``lightsr.degrade``; docs/real_world.md)."""
+    return [
+        ModelSpec(
+            name="real-safmn-x4",
+            arch="safmn",
+            config={"dim": 36, "n_blocks": 8, "ffn_scale": 2.0},
+            scale=4,
+            description="SAFMN x4 for real photos (JPEG, noise, blur), lightsr's",
+            weights="real_safmn_x4.safetensors",
+        )
+    ]
+
+
 MODELS: dict[str, ModelSpec] = {
     spec.name: replace(spec, params=PARAM_COUNTS.get(spec.name))
     for spec in [
         *_safmn_specs(),
+        *_real_world_specs(),
         *_safmn_ablation_specs(),
         *_transformer_specs(),
         *_zoo_specs(),

@@ -10,6 +10,7 @@ PARAM_COUNTS: dict[str, int] = {
     "safmn-l-x2": 5_559_308,
     "safmn-l-x3": 5_576_603,
     "safmn-l-x4": 5_600_816,
+    "real-safmn-x4": 239_520,
     "safmn-x4-no-safm": 225_408,
     "safmn-x4-no-ccm": 30_720,
     "safmn-x4-no-fm": 239_520,
@@ -71,4 +72,10 @@ PARAM_COUNTS: dict[str, int] = {
     "safmn-ntire2023-x4": 237_000,
     "safmnpp-x4": 211_572,
     "light-safmnpp-x4": 66_176,
+    "span-ch28-x4": 150_688,
+    "dscf-x4": 130_828,
+    "span-f-x4": 148_288,
+    "espan-x4": 192_272,
+    "efdn-x4": 276_192,
+    "safmnv3-x4": 144_672,
 }
