@@ -74,7 +74,7 @@ def test_sub_packages_import_only_downwards() -> None:
     from pathlib import Path
 
     order = ["errors", "files", "runtime", "degrade", "models", "native", "inference", "evaluation"]
-    order += ["training", "cli"]
+    order += ["restoration", "analysis", "training", "serve", "cli"]
     rank = {name: i for i, name in enumerate(order)}
     src = Path(lightsr.__file__).resolve().parent
     upward = []

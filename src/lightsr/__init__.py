@@ -40,6 +40,11 @@ _EXPORTS = {
     "read_image": "lightsr.inference.io",
     "write_image": "lightsr.inference.io",
     "upscale_files": "lightsr.inference.batch",
+    "Restorer": "lightsr.restoration.api",
+    "load_restorer": "lightsr.restoration.api",
+    "restore": "lightsr.restoration.api",
+    "restore_files": "lightsr.restoration.api",
+    "upscale_video": "lightsr.inference.video",
 }
 
 #: Modules of the flat layout before 0.2, kept importable under their old names for one release

@@ -19,7 +19,18 @@ from lightsr.errors import LightSRError
 __all__ = ["main"]
 
 #: Subcommand modules, in the order ``lightsr --help`` lists them.
-COMMANDS = ("upscale", "evaluate", "models", "bench", "export", "train", "doctor")
+COMMANDS = (
+    "upscale",
+    "serve",
+    "restore",
+    "evaluate",
+    "models",
+    "bench",
+    "export",
+    "train",
+    "doctor",
+    "analyze",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
