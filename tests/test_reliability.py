@@ -225,3 +225,19 @@ def test_a_large_untiled_input_is_tiled_before_memory_runs_out(
     monkeypatch.setattr(up_mod, "memory_available", lambda device: 1_000_000)
     with pytest.raises(LightSRError, match=r"280x300 at x2 needs about .* GiB untiled"):
         up.upscale(img)
+
+
+def test_png_with_a_chunk_longer_than_the_file_is_refused_before_decoding(tmp_path) -> None:
+    """Found by benchmarks/fuzz_decode.py (libFuzzer out-of-memory): a 60-byte PNG whose IDAT
+    declares 4,143,972,642 bytes made OpenCV's reader allocate 4 GB before refusing it."""
+    from lightsr.errors import ImageError
+    from lightsr.inference.io import read_image
+
+    data = bytes.fromhex(
+        "89504e470d0a1a0a0000000d494844520000000a0000000c0802000000d4f74408f7000122"
+        "49444154789c05be027a000049454e4489504eae422682"
+    )
+    path = tmp_path / "lying_chunk.png"
+    path.write_bytes(data)
+    with pytest.raises(ImageError, match="declares 4,143,972,642 bytes"):
+        read_image(path)
