@@ -98,3 +98,33 @@ def add_fast_flags(g: argparse._ArgumentGroup) -> None:
         help="fast path: torch.compile per input shape; auto (default) once a shape has cost "
         "more time than compiling, e.g. many tiles or frames of one size",
     )
+
+
+def progress_modes(quiet: bool) -> tuple[bool, bool]:
+    """``(bar, lines)``: a rich bar when stdout and stderr are terminals, else plain lines on
+    stdout (logs, pipes); neither with ``-q``."""
+    terminal = sys.stdout.isatty() and sys.stderr.isatty()
+    return not quiet and terminal, not quiet and not terminal
+
+
+def start_progress_bar(title: str, rate: str, *, eta: bool = False) -> Any:
+    """A started, transient rich ``Progress`` on stderr: ``title``, the bar, done/total, the
+    ``rate`` column (task fields may be used in both), elapsed time, and the ETA if asked."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns: list[Any] = [
+        TextColumn(title), BarColumn(), MofNCompleteColumn(), TextColumn(rate), TimeElapsedColumn()
+    ]  # fmt: skip
+    if eta:
+        columns += [TextColumn("ETA"), TimeRemainingColumn()]
+    progress = Progress(*columns, console=Console(stderr=True), transient=True)
+    progress.__enter__()
+    return progress

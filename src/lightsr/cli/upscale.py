@@ -20,6 +20,8 @@ from lightsr.cli.common import (
     add_model_flags,
     add_tile_flags,
     load_model_from_args,
+    progress_modes,
+    start_progress_bar,
 )
 from lightsr.cli.video import add_video_flags
 from lightsr.errors import LightSRError
@@ -71,34 +73,16 @@ class _Report:
     line per finished file on stdout (flushed, so logs follow along); errors once on stderr."""
 
     def __init__(self, quiet: bool) -> None:
-        terminal = sys.stdout.isatty() and sys.stderr.isatty()
-        self.bar = not quiet and terminal
-        self.lines = not quiet and not terminal
+        self.bar, self.lines = progress_modes(quiet)
         self.progress: Any = None
         self.task: Any = None
         self.t0 = time.perf_counter()
 
     def __enter__(self) -> _Report:
         if self.bar:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
+            self.progress = start_progress_bar(
+                "[bold]upscale x{task.fields[scale]}", "{task.fields[rate]}"
             )
-
-            self.progress = Progress(
-                TextColumn("[bold]upscale x{task.fields[scale]}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]}"),
-                TimeElapsedColumn(),
-                console=Console(stderr=True),
-                transient=True,
-            )
-            self.progress.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from lightsr.cli.common import EXIT_FAILED, EXIT_OK, err
+from lightsr.cli.common import EXIT_FAILED, EXIT_OK, err, progress_modes, start_progress_bar
 from lightsr.errors import LightSRError
 
 __all__ = ["add_video_flags", "split_videos", "upscale_videos"]
@@ -120,9 +120,7 @@ class _VideoReport:
     """A bar with frames, frames/s and ETA on a terminal; else a line every 10 s; -q: nothing."""
 
     def __init__(self, quiet: bool, name: str) -> None:
-        terminal = sys.stdout.isatty() and sys.stderr.isatty()
-        self.bar = not quiet and terminal
-        self.lines = not quiet and not terminal
+        self.bar, self.lines = progress_modes(quiet)
         self.name = name
         self.progress: Any = None
         self.task: Any = None
@@ -130,28 +128,9 @@ class _VideoReport:
 
     def __enter__(self) -> _VideoReport:
         if self.bar:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
+            self.progress = start_progress_bar(
+                f"[bold]{self.name}", "frames {task.fields[rate]}", eta=True
             )
-
-            self.progress = Progress(
-                TextColumn(f"[bold]{self.name}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("frames {task.fields[rate]}"),
-                TimeElapsedColumn(),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-                transient=True,
-            )
-            self.progress.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
