@@ -147,10 +147,10 @@ KINDS = [
 SIZES = [(13, 19), (8, 12), (5, 7)]  # not window multiples (padded), multiples, one window row
 
 
-@pytest.fixture(params=[1, 2], ids=["chunked", "batched"])
+@pytest.fixture(params=[1, 2], ids=["chunked", "threaded"])
 def threads(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
-    """One torch thread: the chunked path, in chunks of 2 windows (uneven splits of every image's
-    windows); two threads: the batched path."""
+    """Chunks of 2 windows (uneven splits of every image's windows): on this thread with one
+    torch thread, on two worker threads with two."""
     monkeypatch.setattr(swinir_mod, "CHUNK_BYTES", 2 * 3 * 16 * 16 * 4)
     before = torch.get_num_threads()
     torch.set_num_threads(request.param)
@@ -224,3 +224,35 @@ def test_state_dict_unchanged_and_training_after_inference(kind: str) -> None:
     y = model(torch.rand(1, 3, 12, 20))  # caches made under inference_mode, now with autograd
     y.mean().backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+@pytest.mark.parametrize("kind", ["swinir", "cosine-relu"])
+def test_threaded_chunks_equal_one_thread_bit_for_bit(kind: str, monkeypatch) -> None:
+    """Two torch threads: worker threads share the chunks, each on one torch thread, so the
+    result is the one-thread result exactly; torch's thread count is restored, and a chunk that
+    fails raises in the caller."""
+    monkeypatch.setattr(swinir_mod, "CHUNK_BYTES", 3 * 3 * 16 * 16 * 4)
+    model = _tiny(kind).eval()
+    x = torch.rand(2, 3, 21, 30)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        with torch.inference_mode():
+            want = model(x)
+        torch.set_num_threads(2)
+        with torch.inference_mode():
+            got = model(x)
+        assert torch.get_num_threads() == 2
+        with torch.no_grad():  # not inference mode: the workers follow the caller's modes
+            plain = model(x)
+        assert torch.equal(got, want) and torch.equal(plain, want)
+
+        def boom(j: int) -> None:
+            if j == 3:
+                raise ValueError("chunk 3")
+
+        with pytest.raises(ValueError, match="chunk 3"):
+            swinir_mod.run_chunks(boom, 6)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

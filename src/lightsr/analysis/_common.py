@@ -9,7 +9,7 @@ weights, recomputed from the module's inputs by the architecture's own functions
 a glob: ``*`` and ``?`` match within one dotted component, ``**`` across components
 (``layers.*.residual_group.blocks.*.attn@q``, ``**.attn@q``); :func:`module_names` lists them.
 
-Window attention runs a chunked fast path in inference with one thread, which calls no forward
+Window attention runs a chunked fast path in inference, which calls no forward
 hooks on the attention modules; every analysis runs inside :func:`reference_path`, which makes the
 Swin layers take their batched formulation (the same function; the tests check that hooks agree).
 """
@@ -170,7 +170,7 @@ def load_images(
 def reference_path(model: nn.Module) -> Iterator[None]:
     """Run ``model`` with every attention module's forward called (no fused fast path).
 
-    lightsr's Swin layers (SwinIR, UPS) take a chunked path in inference with one thread that
+    lightsr's Swin layers (SwinIR, UPS) take a chunked path in inference that
     calls the attention's ``windows`` directly, so forward hooks on ``attn`` (and its children)
     would not fire. Inside this block every module with a window order (``order_for``: the Swin
     layers) has its own ``training`` flag set, which selects the batched formulation (the same

@@ -19,8 +19,9 @@ One implementation, three ways of running it (:class:`SwinLayer`), all giving th
 chunk, norms, attention and MLP together on tokens gathered into (shifted) window order by one
 precomputed index, with the position bias gathered once and the masks made once per input shape
 (:data:`CHUNK_BYTES`; masked pairs get -inf instead of the official -100, which left subnormal
-weights that slowed the products); with autograd (training) the same gathers and one batched
-attention over all windows; while tracing (ONNX export) or compiling, the official roll and
+weights that slowed the products; with T torch threads, T worker threads share the chunks,
+each on one torch thread: :func:`run_chunks`); with autograd (training) the same gathers and one
+batched attention over all windows; while tracing (ONNX export) or compiling, the official roll and
 partition with nothing cached, so that shapes stay dynamic. The caches are plain attributes, never
 in a state dict, and the bias cache follows in-place updates of its table (version counter).
 """
@@ -28,8 +29,11 @@ in a state dict, and the bias cache follows in-place updates of its table (versi
 from __future__ import annotations
 
 import math
+import os
 import re
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
@@ -177,6 +181,55 @@ def window_attention(
                 total = s.relu_().sum(-1, keepdim=True).add_(relu_eps)
                 torch.bmm(s, vf[rows], out=of[rows]).div_(total)
     return out
+
+
+_POOL_LOCK = threading.Lock()
+_POOL: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _forget_pool() -> None:  # a forked child has none of the parent's threads
+    global _POOL
+    _POOL = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
+def run_chunks(fn: Callable[[int], None], jobs: int) -> None:
+    """Run ``fn(0) .. fn(jobs - 1)``, independent pieces of one inference step.
+
+    With one torch thread: in order, on this thread. With T > 1 torch threads: on T worker
+    threads that each run their pieces with one torch thread (torch releases the GIL inside
+    its operators), so a chunk of windows stays one cache-sized serial piece of work instead of
+    becoming many small parallel regions; torch's thread count is restored afterwards. The
+    workers take this thread's grad and inference modes. Each piece writes its own part of the
+    result, so the outputs equal the one-thread run's bit for bit.
+    """
+    global _POOL
+    threads = torch.get_num_threads()
+    if threads <= 1 or jobs <= 1:
+        for j in range(jobs):
+            fn(j)
+        return
+    grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
+
+    def piece(j: int) -> None:
+        with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+            fn(j)
+
+    with _POOL_LOCK:
+        if _POOL is None or _POOL[0] != threads:
+            if _POOL is not None:
+                _POOL[1].shutdown(wait=False)
+            _POOL = (threads, ThreadPoolExecutor(threads, thread_name_prefix="lightsr-windows"))
+        pool = _POOL[1]
+    torch.set_num_threads(1)
+    try:
+        for future in [pool.submit(piece, j) for j in range(jobs)]:
+            future.result()
+    finally:
+        torch.set_num_threads(threads)
 
 
 def excluding_mask(mask: torch.Tensor) -> torch.Tensor:
@@ -363,7 +416,7 @@ class SwinLayer(nn.Module):
             if s:
                 y = torch.roll(y, shifts=(s, s), dims=(1, 2))
             y = y.reshape(b, h * w, c)
-        elif torch.is_grad_enabled() or self.training or torch.get_num_threads() > 1:
+        elif torch.is_grad_enabled() or self.training:
             # one gather into window order and back, all windows in one batch
             order, inverse, _ = self.order_for(h, w, x.device)
             y = self.norm1(x).index_select(1, order).view(-1, ws * ws, c)
@@ -386,14 +439,19 @@ class SwinLayer(nn.Module):
         windows = getattr(self.attn, "windows", self.attn)  # takes the prepared mask
         heads = getattr(self.attn, "num_heads", 1)
         chunk = max(1, CHUNK_BYTES // (heads * n * n * x.element_size()))
+        starts = range(0, nw, chunk)
         out = torch.empty_like(x)  # in window order
-        for i in range(b):
-            for w0 in range(0, nw, chunk):
-                w1 = min(nw, w0 + chunk)
-                t = x[i].index_select(0, order[w0 * n : w1 * n])
-                part = None if mask is None else mask[w0:w1]
-                t = t + windows(self.norm1(t).view(w1 - w0, n, c), part, shared).view(-1, c)
-                torch.add(t, self.mlp(self.norm2(t)), out=out[i, w0 * n : w1 * n])
+
+        def piece(j: int) -> None:
+            i, w0 = divmod(j, len(starts))
+            w0 = starts[w0]
+            w1 = min(nw, w0 + chunk)
+            t = x[i].index_select(0, order[w0 * n : w1 * n])
+            part = None if mask is None else mask[w0:w1]
+            t = t + windows(self.norm1(t).view(w1 - w0, n, c), part, shared).view(-1, c)
+            torch.add(t, self.mlp(self.norm2(t)), out=out[i, w0 * n : w1 * n])
+
+        run_chunks(piece, b * len(starts))
         return out.index_select(1, inverse)
 
 
