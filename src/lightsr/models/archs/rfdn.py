@@ -13,9 +13,11 @@ bilinear upsampling, 1x1 expansion, sigmoid). The block outputs are concatenated
 upsamples. LeakyReLU slope 0.05 throughout.
 
 The AIM 2020 checkpoint was trained on inputs in [0, 255] (``img_range=255``); the module
-scales internally, so its interface is RGB in [0, 1]. The ESA needs inputs of at least 15x15
-pixels. Sub-module names follow the official checkpoint (``fea_conv``, ``B1``..``B4`` with
-``c1_d``..``c5`` and ``esa.*``, ``c.0``, ``LR_conv``, ``upsampler.0``).
+scales internally, so its interface is RGB in [0, 1]. The ESA's strided conv and 7x7/3 max
+pooling need maps of at least 15x15 pixels (the official code raises below that): smaller
+inputs are padded by edge replication inside and the output cropped (see
+:meth:`RFDN.forward`). Sub-module names follow the official checkpoint (``fea_conv``,
+``B1``..``B4`` with ``c1_d``..``c5`` and ``esa.*``, ``c.0``, ``LR_conv``, ``upsampler.0``).
 """
 
 from __future__ import annotations
@@ -27,9 +29,13 @@ from torch import nn
 from lightsr.models import base
 from lightsr.models.base import ArchDescriptor, Detected, StateDict
 
-__all__ = ["ARCH", "RFDB", "RFDN", "ESAFull"]
+__all__ = ["ARCH", "MIN_SIZE", "RFDB", "RFDN", "ESAFull"]
 
 _SLOPE = 0.05
+
+#: The smallest side the ESA runs on: a 3x3 conv with stride 2 and no padding, then a 7x7 max
+#: pooling with stride 3, need (side - 3) // 2 + 1 >= 7.
+MIN_SIZE = 15
 
 
 class ESAFull(nn.Module):
@@ -127,6 +133,13 @@ class RFDN(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        if h < MIN_SIZE or w < MIN_SIZE:
+            # The official code raises here (the ESA's pooled map would be empty). Replicating
+            # the bottom/right edge up to MIN_SIZE and cropping the output defines the network
+            # below 15 px as lightsr's other pooled networks do (EFDN, SAFMNv3); at 15 px and
+            # more this branch is not taken, so those outputs are the official ones, bit for bit.
+            x = F.pad(x, (0, max(0, MIN_SIZE - w), 0, max(0, MIN_SIZE - h)), mode="replicate")
         fea = self.fea_conv(x * self.img_range)
         outs = []
         out = fea
@@ -134,7 +147,8 @@ class RFDN(nn.Module):
             out = getattr(self, f"B{i + 1}")(out)
             outs.append(out)
         body = self.LR_conv(self.c(torch.cat(outs, dim=1))) + fea  # global residual
-        return self.upsampler(body) / self.img_range
+        y = self.upsampler(body) / self.img_range
+        return y[..., : h * self.scale, : w * self.scale]
 
 
 def detect(sd: StateDict) -> Detected | None:

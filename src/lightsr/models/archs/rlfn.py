@@ -14,7 +14,9 @@ RLFN uses 52 channels, RLFN-S 48.
 
 The public checkpoints were trained on inputs in [0, 255] (``img_range=255``): the module
 scales its [0, 1] input up and its output back down, so its interface is RGB in [0, 1]. The
-ESA needs inputs of at least 15x15 pixels. Sub-module names follow the official checkpoints
+ESA's strided conv and 7x7/3 max pooling need maps of at least 15x15 pixels (the official code
+raises below that): smaller inputs are padded by edge replication inside and the output
+cropped (see :meth:`RLFN.forward`). Sub-module names follow the official checkpoints
 (``conv_1``, ``block_{i}.c1_r/c2_r/c3_r/c5/esa.*``, ``conv_2``, ``upsampler.0``).
 """
 
@@ -27,9 +29,13 @@ from torch import nn
 from lightsr.models import base
 from lightsr.models.base import ArchDescriptor, Detected, StateDict
 
-__all__ = ["ARCH", "ESA", "RLFB", "RLFN"]
+__all__ = ["ARCH", "ESA", "MIN_SIZE", "RLFB", "RLFN"]
 
 _SLOPE = 0.05
+
+#: The smallest side the ESA runs on: a 3x3 conv with stride 2 and no padding, then a 7x7 max
+#: pooling with stride 3, need (side - 3) // 2 + 1 >= 7.
+MIN_SIZE = 15
 
 
 class ESA(nn.Module):
@@ -124,12 +130,20 @@ class RLFN(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        if h < MIN_SIZE or w < MIN_SIZE:
+            # The official code raises here (the ESA's pooled map would be empty). Replicating
+            # the bottom/right edge up to MIN_SIZE and cropping the output defines the network
+            # below 15 px as lightsr's other pooled networks do (EFDN, SAFMNv3); at 15 px and
+            # more this branch is not taken, so those outputs are the official ones, bit for bit.
+            x = F.pad(x, (0, max(0, MIN_SIZE - w), 0, max(0, MIN_SIZE - h)), mode="replicate")
         fea = self.conv_1(x * self.img_range)
         out = fea
         for i in range(self.n_blocks):
             out = getattr(self, f"block_{i + 1}")(out)
         out = self.conv_2(out) + fea  # global residual
-        return self.upsampler(out) / self.img_range
+        y = self.upsampler(out) / self.img_range
+        return y[..., : h * self.scale, : w * self.scale]
 
 
 def detect(sd: StateDict) -> Detected | None:
