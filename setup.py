@@ -31,6 +31,9 @@ SOURCE = "src/lightsr/native/kernels/safmn.cpp"
 #: Every source of the library, in lightsr.native.ops._SOURCES's order (the digest hashes them
 #: concatenated).
 SOURCES = [SOURCE, "src/lightsr/native/kernels/safmn_train.cpp"]
+#: The header the sources include, in lightsr.native.ops._HEADERS's order: hashed after SOURCES,
+#: and a dependency of the extension (editing it rebuilds the library).
+HEADERS = ["src/lightsr/native/kernels/simd_common.h"]
 
 
 def _ops_constants() -> tuple[list[str], int]:
@@ -85,7 +88,7 @@ class BuildKernels(build_ext):
             raise RuntimeError(reason, "install g++ (or set CXX) and reinstall lightsr")
         flags, abi = _ops_constants()
         sources = [HERE / s for s in SOURCES]
-        text = b"".join(s.read_bytes() for s in sources)
+        text = b"".join((HERE / s).read_bytes() for s in (*SOURCES, *HEADERS))
         digest = int(hashlib.sha256(text).hexdigest()[:16], 16)
         defines = [f"-DLSR_ABI={abi}", f"-DLSR_SOURCE_DIGEST={digest:#018x}ULL"]
         command = [cxx, *flags, *defines, "-o", str(out), *map(str, sources)]
@@ -102,7 +105,7 @@ class BuildKernels(build_ext):
 def _kernels() -> list[Extension]:
     """The kernels' extension on x86-64 Linux (AVX2 code), none elsewhere."""
     if sys.platform.startswith("linux") and platform.machine().lower() in ("x86_64", "amd64"):
-        return [Extension(KERNELS, sources=SOURCES, optional=True)]
+        return [Extension(KERNELS, sources=SOURCES, depends=HEADERS, optional=True)]
     return []
 
 

@@ -276,6 +276,24 @@ def test_the_build_is_cached_under_a_content_hash(
     assert native.unavailable_reason() is None  # loaded from the cache: no compiler call
 
 
+def test_every_kernel_file_feeds_the_digest(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The sources and the header they share are hashed, in the same order, by ops (build key
+    and digest) and by setup.py, so that editing any of them, the header too, rebuilds."""
+    kernels = native._SOURCE.parent
+    files = sorted(p.name for p in kernels.iterdir() if p.suffix in (".cpp", ".h"))
+    hashed = [p.name for p in (*native._SOURCES, *native._HEADERS)]
+    assert sorted(hashed) == files and "simd_common.h" in hashed
+    setup_py = (Path(__file__).resolve().parents[1] / "setup.py").read_text()
+    assert re.findall(r'"src/lightsr/native/kernels/([\w.]+)"', setup_py) == hashed
+    header = tmp_path / "simd_common.h"
+    header.write_bytes(native._HEADERS[0].read_bytes() + b"// edited\n")
+    before = native._source_digest()
+    monkeypatch.setattr(native, "_HEADERS", (header,))
+    assert native._source_digest() != before
+
+
 def _no_compile(run: Callable[..., Any]) -> Callable[..., Any]:
     def wrapped(cmd: list[str], *args: Any, **kwargs: Any) -> Any:
         assert "-shared" not in cmd, "the cached library should have been reused"

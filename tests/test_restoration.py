@@ -317,7 +317,7 @@ def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_restore_batch_goes_on_after_a_bad_file(
-    tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture
+    tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rng = np.random.default_rng(0)
     write_image(tmp_path / "a.png", _photo(rng, 24, 30))
@@ -335,6 +335,16 @@ def test_restore_batch_goes_on_after_a_bad_file(
                  "--skip-existing", "-q"])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 1 and "skipped 2 earlier outputs" in err and "0 done, 2 skipped" in err
+    # on a terminal, the progress bar names the task (it said "upscale x1")
+    import lightsr.cli.upscale as upscale_cli
+
+    monkeypatch.setattr(upscale_cli, "progress_modes", lambda quiet: (True, False))
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")  # rich draws on the captured stderr
+    monkeypatch.setenv("TTY_INTERACTIVE", "1")
+    assert main(["restore", "--task", "jpeg", files[0], "--model", str(weights),
+                 "-o", str(tmp_path / "bar.png")]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert "restore jpeg" in err and "upscale" not in err
 
 
 def test_restore_usage_errors_exit_2(

@@ -481,6 +481,15 @@ def test_high_order_patches_are_seeded_degradations(data: Path) -> None:
     assert not torch.equal(lr, plain[(1, 7)][0])
     assert torch.equal((lr * 255).round() / 255, lr)  # 8-bit levels, like a decoded photo
     assert torch.equal(b[(1, 7)][0], lr) and not torch.equal(b[(1, 7)][1], hr)  # sharpened target
+    # USM exactly once on each side: the target is the HR sharpened once (not twice), and the
+    # LR is the degradation of the plain HR patch, which the pipeline sharpens once itself
+    from lightsr.degrade import degrade_image, usm_sharp
+
+    assert torch.equal(b[(1, 7)][1], usm_sharp(hr))
+    assert not torch.equal(b[(1, 7)][1], usm_sharp(usm_sharp(hr)))
+    hr_u8 = (hr * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    lr_u8 = degrade_image(hr_u8, 4, 3, index=7)  # sharpen_input: USM before the first blur
+    assert torch.equal(lr, torch.from_numpy(lr_u8).permute(2, 0, 1) / 255)
 
 
 def test_high_order_recipe_trains_resumes_exports_and_upscales(data: Path, tmp_path: Path) -> None:

@@ -53,7 +53,7 @@ def restore(args: argparse.Namespace) -> int:
             args.model, task=args.task, device=args.device, precision=args.precision
         )
 
-    with _Report(args.quiet) as report:
+    with _Report(args.quiet, title=f"restore {args.task}") as report:
         options = {name: getattr(args, name) for name in _BATCH_OPTIONS}
         summary = restore_files(args.inputs, loader, task=args.task, progress=report, **options)
     m = summary.model

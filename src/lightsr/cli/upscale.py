@@ -72,17 +72,16 @@ class _Report:
     """Renders a batch: a rich bar on stderr when stdout and stderr are terminals, else one
     line per finished file on stdout (flushed, so logs follow along); errors once on stderr."""
 
-    def __init__(self, quiet: bool) -> None:
+    def __init__(self, quiet: bool, title: str = "upscale x{task.fields[scale]}") -> None:
         self.bar, self.lines = progress_modes(quiet)
+        self.title = title  # the bar's label (a rich format string; the task's scale is a field)
         self.progress: Any = None
         self.task: Any = None
         self.t0 = time.perf_counter()
 
     def __enter__(self) -> _Report:
         if self.bar:
-            self.progress = start_progress_bar(
-                "[bold]upscale x{task.fields[scale]}", "{task.fields[rate]}"
-            )
+            self.progress = start_progress_bar(f"[bold]{self.title}", "{task.fields[rate]}")
         return self
 
     def __exit__(self, *exc: object) -> None:

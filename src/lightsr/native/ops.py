@@ -22,12 +22,13 @@ Building. ``pip install`` builds the kernels on x86-64 Linux as an optional part
 module: it exports C functions only and does not depend on the Python version), compiled by
 ``$CXX``, else ``g++``, ``c++`` or ``clang++``, with :data:`_FLAGS` (``-O3 -mavx2 -mfma
 -fopenmp -fPIC -shared -fno-math-errno``) and two defines, ``LSR_ABI`` (:data:`ABI`) and
-``LSR_SOURCE_DIGEST`` (SHA-256 of the source), which the library reports back. The flags and
-the ABI number live here only: ``setup.py`` reads both from this file. Without a compiler, or
-when the compiler fails, the install still succeeds, without the library, and leaves the reason
-and its fix in ``lightsr/native/libsafmn.txt``. A library whose ABI or source digest does not
-match this module and the ``kernels/safmn.cpp`` beside it is not used; ctypes signatures come
-from one table, :data:`_SIGNATURES`.
+``LSR_SOURCE_DIGEST`` (SHA-256 of the sources and of the header they share,
+``kernels/simd_common.h``), which the library reports back. The flags and the ABI number live
+here only: ``setup.py`` reads both from this file. Without a compiler, or when the compiler
+fails, the install still succeeds, without the library, and leaves the reason and its fix in
+``lightsr/native/libsafmn.txt``. A library whose ABI or source digest does not match this module
+and the ``kernels/`` beside it is not used; ctypes signatures come from one table,
+:data:`_SIGNATURES`.
 
 Loading, in this order (:func:`status` says which happened, and why not):
 
@@ -103,6 +104,9 @@ _SOURCE = Path(__file__).with_name("kernels") / "safmn.cpp"
 #: Every source compiled into the library (training's backward kernels: ``safmn_train.cpp``,
 #: used by :mod:`lightsr.native.train_ops`); the digest covers them all, in this order.
 _SOURCES = (_SOURCE, _SOURCE.with_name("safmn_train.cpp"))
+#: The header both sources include (``simd_common.h``: their shared SIMD helpers); not compiled
+#: on its own, but hashed after :data:`_SOURCES`, so that editing it rebuilds the library.
+_HEADERS = (_SOURCE.with_name("simd_common.h"),)
 #: The library built at install time (``setup.py``) and the note it leaves when it could not.
 _INSTALLED = Path(__file__).with_name("libsafmn.so")
 _INSTALL_NOTE = Path(__file__).with_name("libsafmn.txt")
@@ -207,12 +211,13 @@ def _source_checkout() -> bool:
 
 
 def _source_bytes() -> bytes:
-    """The sources of :data:`_SOURCES`, concatenated (what the digest and the build key hash)."""
-    return b"".join(p.read_bytes() for p in _SOURCES)
+    """The sources of :data:`_SOURCES`, then the headers of :data:`_HEADERS`, concatenated (what
+    the digest and the build key hash)."""
+    return b"".join(p.read_bytes() for p in (*_SOURCES, *_HEADERS))
 
 
 def _source_digest() -> int | None:
-    """The first 64 bits of the SHA-256 of the sources (:data:`_SOURCES`, concatenated; None
+    """The first 64 bits of the SHA-256 of the sources and headers (:func:`_source_bytes`; None
     without them)."""
     try:
         return int(hashlib.sha256(_source_bytes()).hexdigest()[:16], 16)

@@ -36,85 +36,29 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "simd_common.h"
+
 namespace {
+
+using lsr::erf_over_sqrt2;
+using lsr::input_tile;
+using lsr::parallel_rows;
+using lsr::tail_mask;
 
 // Tiles per group: the products run as NT / 4 register-blocked passes of four tiles each, so a
 // block of Winograd weights, read from L2, is reused from L1 by the later passes.
 constexpr int NT = 8;
 constexpr int MAX_C = 512;  // lsr_safm_out's per-pixel buffers
 
-// ---- exact GELU with a vector erf ---------------------------------------------------------
-
-inline __m256 exp_neg(__m256 x) {
-    // exp(x) for x <= 0 (Cephes expf: range reduction by ln 2, degree-5 polynomial).
-    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
-    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    const __m256i e = _mm256_slli_epi32(
-        _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
-
+// 0.5 x (1 + erf(x / sqrt 2)): the exact GELU, torch's default.
 inline __m256 gelu(__m256 x) {
-    // 0.5 x (1 + erf(x / sqrt 2)); erf by Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7).
-    const __m256 sign = _mm256_set1_ps(-0.0f);
-    const __m256 z = _mm256_mul_ps(x, _mm256_set1_ps(0.70710678118654752f));
-    const __m256 az = _mm256_andnot_ps(sign, z);
-    // t = 1 / (1 + p |z|): the approximate reciprocal refined by one Newton step (~2e-7 relative)
-    const __m256 den = _mm256_fmadd_ps(az, _mm256_set1_ps(0.3275911f), _mm256_set1_ps(1.0f));
-    const __m256 r0 = _mm256_rcp_ps(den);
-    const __m256 t = _mm256_mul_ps(r0, _mm256_fnmadd_ps(den, r0, _mm256_set1_ps(2.0f)));
-    __m256 p = _mm256_set1_ps(1.061405429f);
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.453152027f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.421413741f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.284496736f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.254829592f));
-    p = _mm256_mul_ps(p, t);
-    const __m256 erf_abs = _mm256_fnmadd_ps(p, exp_neg(_mm256_mul_ps(_mm256_sub_ps(_mm256_setzero_ps(), az), az)),
-                                            _mm256_set1_ps(1.0f));
-    const __m256 erf = _mm256_or_ps(erf_abs, _mm256_and_ps(sign, z));
+    __m256 gauss;
+    const __m256 erf = erf_over_sqrt2(x, gauss);
     return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x),
                          _mm256_add_ps(_mm256_set1_ps(1.0f), erf));
 }
 
 // ---- Winograd transforms --------------------------------------------------------------------
-
-// r = B^T d for six rows of channels (B^T of F(4x4, 3x3)), eight channels at a time: n_full
-// whole vectors, then one vector of which only the lanes in `tail` are read (masked loads, so
-// that no byte past a pixel's C channels is touched). r rows are written whole (padded).
-inline void input_rows(const float* const d[6], float* const r[6], int n_full, __m256i tail,
-                       bool has_tail) {
-    const __m256 four = _mm256_set1_ps(4.0f), five = _mm256_set1_ps(5.0f),
-                 two = _mm256_set1_ps(2.0f);
-    const int n = n_full + (has_tail ? 1 : 0);
-    for (int v = 0; v < n; ++v) {
-        __m256 x[6];
-        if (v < n_full)
-            for (int i = 0; i < 6; ++i) x[i] = _mm256_loadu_ps(d[i] + 8 * v);
-        else
-            for (int i = 0; i < 6; ++i) x[i] = _mm256_maskload_ps(d[i] + 8 * v, tail);
-        const __m256 d4_d2 = _mm256_sub_ps(x[4], x[2]);
-        const __m256 d3_d1 = _mm256_sub_ps(x[3], x[1]);
-        // r0 = 4 d0 - 5 d2 + d4;       r5 = 4 d1 - 5 d3 + d5
-        _mm256_storeu_ps(r[0] + 8 * v, _mm256_fnmadd_ps(five, x[2], _mm256_fmadd_ps(four, x[0], x[4])));
-        _mm256_storeu_ps(r[5] + 8 * v, _mm256_fnmadd_ps(five, x[3], _mm256_fmadd_ps(four, x[1], x[5])));
-        // r1 = (d3 + d4) - 4 (d1 + d2); r2 = (d4 - d3) + 4 (d1 - d2)
-        _mm256_storeu_ps(r[1] + 8 * v, _mm256_fnmadd_ps(four, _mm256_add_ps(x[1], x[2]), _mm256_add_ps(x[3], x[4])));
-        _mm256_storeu_ps(r[2] + 8 * v, _mm256_fmadd_ps(four, _mm256_sub_ps(x[1], x[2]), _mm256_sub_ps(x[4], x[3])));
-        // r3 = (d4 - d2) + 2 (d3 - d1); r4 = (d4 - d2) - 2 (d3 - d1)
-        _mm256_storeu_ps(r[3] + 8 * v, _mm256_fmadd_ps(two, d3_d1, d4_d2));
-        _mm256_storeu_ps(r[4] + 8 * v, _mm256_fnmadd_ps(two, d3_d1, d4_d2));
-    }
-}
 
 // Four outputs from six vectors: A^T m (A^T of F(4x4, 3x3)).
 inline void output_rows(const __m256 m[6], __m256 o[4]) {
@@ -124,13 +68,6 @@ inline void output_rows(const __m256 m[6], __m256 o[4]) {
     o[1] = _mm256_fmadd_ps(_mm256_set1_ps(2.0f), d34, d12);
     o[2] = _mm256_fmadd_ps(_mm256_set1_ps(4.0f), s34, s12);
     o[3] = _mm256_add_ps(_mm256_fmadd_ps(_mm256_set1_ps(8.0f), d34, d12), m[5]);
-}
-
-// The first n % 8 lanes, or all eight when n % 8 == 0: the mask of a row of n floats' last vector.
-inline __m256i lanes_mask(int n) {
-    alignas(32) int lanes[8];
-    for (int l = 0; l < 8; ++l) lanes[l] = (n % 8 == 0 || l < n % 8) ? -1 : 0;
-    return _mm256_load_si256((const __m256i*)lanes);
 }
 
 // ---- register-blocked matrix products ---------------------------------------------------------
@@ -289,31 +226,6 @@ long lsr_ccm_scratch_floats(int C, int E) {
 
 namespace {
 
-// Runs body(r, scratch) for r in [0, rows) on the OpenMP threads with a static schedule (each
-// thread gets one contiguous range, in increasing order), each thread with its own zeroed,
-// 64-byte aligned scratch of `bytes` bytes. Returns 0, or 2 when a thread's scratch could not
-// be allocated (its rows are then left undone).
-template <class Body>
-int parallel_rows(long rows, size_t bytes, const Body& body) {
-    bytes = (bytes + 63) / 64 * 64;
-    int failed = 0;
-#pragma omp parallel
-    {
-        void* scratch = aligned_alloc(64, bytes);
-        if (!scratch) {
-#pragma omp atomic write
-            failed = 2;
-        } else {
-            memset(scratch, 0, bytes);
-        }
-#pragma omp for schedule(static)
-        for (long r = 0; r < rows; ++r)
-            if (scratch) body(r, scratch);
-        free(scratch);
-    }
-    return failed;
-}
-
 // One row of tiles of one image (output rows 4 ty .. 4 ty + 3). With `ring`, y and x hold only
 // rows r at slot r % 8 (lsr_block's ring buffers); else they are the whole image. With
 // `conv_only`, out (E channels per pixel) gets the 3x3 convolution plus b1 and nothing else.
@@ -332,9 +244,7 @@ void tile_row(const float* y, const float* x, bool ring, float* out, int H, int 
     float* rowt = h + NT * 16L * EP;            // [6 a][6 j][CP]
     const float* zeros = rowt + 36L * CP;       // [CP]
     float* stage = rowt + 36L * CP + CP;        // [4 C + 8]
-    const int n_full = C / 8;
-    const bool has_tail = C % 8 != 0;
-    const __m256i tail = lanes_mask(C), run_tail = lanes_mask(4 * C), e_tail = lanes_mask(E);
+    const __m256i tail = tail_mask(C), run_tail = tail_mask(4 * C), e_tail = tail_mask(E);
 
     {
         for (int tx0 = 0; tx0 < TW; tx0 += NT) {
@@ -342,28 +252,13 @@ void tile_row(const float* y, const float* x, bool ring, float* out, int H, int 
             // 1. input transform: V[a*6+b][t] = (B^T d B)[a][b] of the 6x6 patch at (4ty-1, 4tx-1)
             for (int t = 0; t < nt; ++t) {
                 const int oy = 4 * ty - 1, ox = 4 * (tx0 + t) - 1;
-                for (int j = 0; j < 6; ++j) {
-                    const int col = ox + j;
-                    const float* d[6];
-                    float* r[6];
-                    for (int i = 0; i < 6; ++i) {
-                        const int row = oy + i;
-                        d[i] = (row < 0 || row >= H || col < 0 || col >= W)
-                                   ? zeros
-                                   : at_row(y, row) + (size_t)col * C;
-                        r[i] = rowt + ((size_t)i * 6 + j) * CP;
-                    }
-                    input_rows(d, r, n_full, tail, has_tail);
-                }
-                for (int a = 0; a < 6; ++a) {
-                    const float* d[6];
-                    float* r[6];
-                    for (int j = 0; j < 6; ++j) {
-                        d[j] = rowt + ((size_t)a * 6 + j) * CP;
-                        r[j] = V + (((size_t)a * 6 + j) * NT + t) * CP;
-                    }
-                    input_rows(d, r, CP / 8, tail, false);
-                }
+                const auto pixel = [&](int i, int j) {
+                    const int row = oy + i, col = ox + j;
+                    return (row < 0 || row >= H || col < 0 || col >= W)
+                               ? zeros
+                               : at_row(y, row) + (size_t)col * C;
+                };
+                input_tile(pixel, C, tail, rowt, V + (size_t)t * CP, (size_t)NT * CP);
             }
             // 2. 36 products (NT x C) @ (C x EP)
             for (int k = 0; k < 36; ++k)
@@ -523,7 +418,7 @@ int lsr_pool_levels(const float* y, int N, int H, int W, int C, int levels, floa
         (C / levels + 7) / 8 > 8 || N <= 0)
         return 1;
     const int chunk = C / levels, nch = (chunk + 7) / 8, K = 1 << (levels - 1);
-    const __m256i tail = lanes_mask(chunk);
+    const __m256i tail = tail_mask(chunk);
     const __m256i all = _mm256_set1_epi32(-1);
     const long bands = (long)N * (H / K);
 #pragma omp parallel for schedule(static)
@@ -568,8 +463,9 @@ int lsr_pool_levels(const float* y, int N, int H, int W, int C, int levels, floa
 }
 
 // The ABI number and the source digest have one home each: lightsr.native.ops.ABI and the
-// SHA-256 of this file, passed as -DLSR_ABI and -DLSR_SOURCE_DIGEST by setup.py and ops.py; the
-// loader refuses a library whose values do not match.
+// SHA-256 of the kernels' sources and simd_common.h, passed as -DLSR_ABI and
+// -DLSR_SOURCE_DIGEST by setup.py and ops.py; the loader refuses a library whose values do not
+// match.
 #if !defined(LSR_ABI) || !defined(LSR_SOURCE_DIGEST)
 #error "build with -DLSR_ABI and -DLSR_SOURCE_DIGEST, as setup.py and lightsr.native.ops do"
 #endif
@@ -641,8 +537,8 @@ void safm_row(const Safm& A, long n, int row, float* xo_row, float* yo_row, Safm
     const int H = A.H, W = A.W, C = A.C, levels = A.levels;
     const int CP = (C + 7) / 8 * 8, chunk = C / levels, nvec = CP / 8, nch = (chunk + 7) / 8;
     const size_t image = (size_t)H * W * C;
-    const __m256i tail = lanes_mask(C), run_tail = lanes_mask(4 * C),
-                  chunk_tail = lanes_mask(chunk), all = _mm256_set1_epi32(-1);
+    const __m256i tail = tail_mask(C), run_tail = tail_mask(4 * C),
+                  chunk_tail = tail_mask(chunk), all = _mm256_set1_epi32(-1);
     const float* img = A.y + n * image;
     const float* xr = A.x + n * image + (size_t)row * W * C;
     const float* yr = img + (size_t)row * W * C;

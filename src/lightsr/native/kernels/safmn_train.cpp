@@ -1,5 +1,6 @@
 // Native CPU kernels for training SAFMN (x86-64 with AVX2 and FMA, float32, channels last),
-// compiled into the same library as safmn.cpp (lightsr.native.ops builds both sources).
+// compiled into the same library as safmn.cpp (lightsr.native.ops builds both sources; the
+// helpers both use are in simd_common.h).
 //
 // A 3x3 convolution with zero padding, out = conv3x3(y, w) (C -> E channels), needs three
 // products in training, all three by Winograd's F(4x4, 3x3) (Lavin & Gray 2016):
@@ -31,38 +32,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "simd_common.h"
+
 namespace {
 
+using lsr::erf_over_sqrt2;
+using lsr::input_tile;
+using lsr::parallel_rows;
+using lsr::tail_mask;
+
 constexpr int GT = 16;  // tiles per group (a group's transforms stay in L2)
-
-// The first n % 8 lanes, or all eight when n % 8 == 0.
-inline __m256i tail_mask(int n) {
-    alignas(32) int lanes[8];
-    for (int l = 0; l < 8; ++l) lanes[l] = (n % 8 == 0 || l < n % 8) ? -1 : 0;
-    return _mm256_load_si256((const __m256i*)lanes);
-}
-
-// r = B^T d for six rows of nvec vectors of channels; the last vector is read through `tail`
-// when has_tail (no byte past a pixel's channels is touched); r is written whole.
-inline void b_rows(const float* const d[6], float* const r[6], int nvec, __m256i tail,
-                   bool has_tail) {
-    const __m256 four = _mm256_set1_ps(4.0f), five = _mm256_set1_ps(5.0f),
-                 two = _mm256_set1_ps(2.0f);
-    for (int v = 0; v < nvec; ++v) {
-        __m256 x[6];
-        if (has_tail && v == nvec - 1)
-            for (int i = 0; i < 6; ++i) x[i] = _mm256_maskload_ps(d[i] + 8 * v, tail);
-        else
-            for (int i = 0; i < 6; ++i) x[i] = _mm256_loadu_ps(d[i] + 8 * v);
-        const __m256 d42 = _mm256_sub_ps(x[4], x[2]), d31 = _mm256_sub_ps(x[3], x[1]);
-        _mm256_storeu_ps(r[0] + 8 * v, _mm256_fnmadd_ps(five, x[2], _mm256_fmadd_ps(four, x[0], x[4])));
-        _mm256_storeu_ps(r[1] + 8 * v, _mm256_fnmadd_ps(four, _mm256_add_ps(x[1], x[2]), _mm256_add_ps(x[3], x[4])));
-        _mm256_storeu_ps(r[2] + 8 * v, _mm256_fmadd_ps(four, _mm256_sub_ps(x[1], x[2]), _mm256_sub_ps(x[4], x[3])));
-        _mm256_storeu_ps(r[3] + 8 * v, _mm256_fmadd_ps(two, d31, d42));
-        _mm256_storeu_ps(r[4] + 8 * v, _mm256_fnmadd_ps(two, d31, d42));
-        _mm256_storeu_ps(r[5] + 8 * v, _mm256_fnmadd_ps(five, x[3], _mm256_fmadd_ps(four, x[1], x[5])));
-    }
-}
 
 // z = A u for four rows of nvec vectors (A = (A^T)^T of F(4x4, 3x3), 6 x 4):
 // z0 = u0, z1 = u0 + u1 + u2 + u3, z2 = u0 - u1 + u2 - u3, z3 = u0 + 2 u1 + 4 u2 + 8 u3,
@@ -120,30 +99,14 @@ void wgrad_group(const float* y, const float* g, int H, int W, int C, int E, int
     const int CP = (C + 7) / 8 * 8, EP = (E + 23) / 24 * 24;
     const __m256i ctail = tail_mask(C), etail = tail_mask(E);
     for (int t = 0; t < nt; ++t) {
-        // V[a * 6 + b][t] = (B^T d B)[a][b]; rowt holds B^T along the rows: [6 a][6 j][CP]
+        // V[a * 6 + b][t] = (B^T d B)[a][b] of the 6x6 patch at (4 ty - 1, 4 tx - 1)
         const int oy = 4 * ty - 1, ox = 4 * (tx0 + t) - 1;
-        for (int j = 0; j < 6; ++j) {
-            const int col = ox + j;
-            const float* d[6];
-            float* r[6];
-            for (int i = 0; i < 6; ++i) {
-                const int row = oy + i;
-                d[i] = (row < 0 || row >= H || col < 0 || col >= W)
-                           ? zeros
-                           : y + ((size_t)row * W + col) * C;
-                r[i] = rowt + ((size_t)i * 6 + j) * CP;
-            }
-            b_rows(d, r, CP / 8, ctail, C % 8 != 0);
-        }
-        for (int a = 0; a < 6; ++a) {
-            const float* d[6];
-            float* r[6];
-            for (int j = 0; j < 6; ++j) {
-                d[j] = rowt + ((size_t)a * 6 + j) * CP;
-                r[j] = V + (((size_t)a * 6 + j) * GT + t) * CP;
-            }
-            b_rows(d, r, CP / 8, ctail, false);
-        }
+        const auto pixel = [&](int i, int j) {
+            const int row = oy + i, col = ox + j;
+            return (row < 0 || row >= H || col < 0 || col >= W) ? zeros
+                                                                : y + ((size_t)row * W + col) * C;
+        };
+        input_tile(pixel, C, ctail, rowt, V + (size_t)t * CP, (size_t)GT * CP);
         // Z[a * 6 + b][t] = (A u A^T)[a][b]; rowt holds A^T along the columns: [4 p][6 b][EP]
         for (int p = 0; p < 4; ++p) {
             const float* px = g + ((size_t)(4 * ty + p) * W + 4 * (tx0 + t)) * E;
@@ -184,46 +147,13 @@ inline void store_part(float* p, bool whole, __m256i mask, __m256 v) {
 
 // ---- exact GELU and its derivative ------------------------------------------------------------
 
-// exp(x) for x <= 0 (Cephes expf: range reduction by ln 2, degree-5 polynomial).
-inline __m256 exp_neg(__m256 x) {
-    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
-    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    const __m256i e = _mm256_slli_epi32(
-        _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
-
 // cdf = Phi(x) = (1 + erf(x / sqrt 2)) / 2 and pdf = phi(x) = exp(-x^2 / 2) / sqrt(2 pi), so
-// that gelu(x) = x cdf and gelu'(x) = cdf + x pdf (exact GELU, torch's default). erf by
-// Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7), whose exp(-x^2 / 2) gives pdf too.
+// that gelu(x) = x cdf and gelu'(x) = cdf + x pdf (exact GELU, torch's default).
 inline void normal_cdf_pdf(__m256 x, __m256& cdf, __m256& pdf) {
-    const __m256 sign = _mm256_set1_ps(-0.0f);
-    const __m256 z = _mm256_mul_ps(x, _mm256_set1_ps(0.70710678118654752f));
-    const __m256 az = _mm256_andnot_ps(sign, z);
-    const __m256 den = _mm256_fmadd_ps(az, _mm256_set1_ps(0.3275911f), _mm256_set1_ps(1.0f));
-    const __m256 r0 = _mm256_rcp_ps(den);
-    const __m256 t = _mm256_mul_ps(r0, _mm256_fnmadd_ps(den, r0, _mm256_set1_ps(2.0f)));
-    __m256 p = _mm256_set1_ps(1.061405429f);
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.453152027f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.421413741f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.284496736f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.254829592f));
-    p = _mm256_mul_ps(p, t);
-    const __m256 e = exp_neg(_mm256_mul_ps(_mm256_sub_ps(_mm256_setzero_ps(), az), az));
-    const __m256 erf_abs = _mm256_fnmadd_ps(p, e, _mm256_set1_ps(1.0f));
-    const __m256 erf = _mm256_or_ps(erf_abs, _mm256_and_ps(sign, z));
+    __m256 gauss;
+    const __m256 erf = erf_over_sqrt2(x, gauss);
     cdf = _mm256_mul_ps(_mm256_set1_ps(0.5f), _mm256_add_ps(_mm256_set1_ps(1.0f), erf));
-    pdf = _mm256_mul_ps(e, _mm256_set1_ps(0.39894228040143268f));
+    pdf = _mm256_mul_ps(gauss, _mm256_set1_ps(0.39894228040143268f));
 }
 
 }  // namespace
@@ -349,33 +279,20 @@ int lsr_conv3x3_wgrad_f43(const float* y, const float* dout, int N, int H, int W
     float* partial = (float*)aligned_alloc(64, ((msize * threads * 4) + 63) / 64 * 64);
     if (!partial) return 2;
     memset(partial, 0, msize * threads * 4);
-    int failed = 0;
     const long rows = (long)N * (H / 4);
-#pragma omp parallel num_threads(threads)
-    {
-        float* buf = (float*)aligned_alloc(64, (scratch * 4 + 63) / 64 * 64);
-        if (!buf) {
-#pragma omp atomic write
-            failed = 2;
-        } else {
-            memset(buf, 0, scratch * 4);
-        }
-        float* Mt = partial + msize * omp_get_thread_num();
-        float* V = buf;
+    // parallel_rows' team has at most omp_get_max_threads() threads: one M each
+    const int failed = parallel_rows(rows, scratch * 4, [&](long r, void* buf) {
+        float* V = (float*)buf;
         float* Z = V + 36 * (size_t)GT * CP;
         float* rowt = Z + 36 * (size_t)GT * EP;
         const float* zeros = rowt + 36 * (size_t)(CP > EP ? CP : EP);
-#pragma omp for schedule(static)
-        for (long r = 0; r < rows; ++r) {
-            if (!buf) continue;
-            const size_t n = (size_t)(r / (H / 4));
-            const int ty = (int)(r % (H / 4));
-            for (int tx0 = 0; tx0 < TW; tx0 += GT)
-                wgrad_group(y + n * H * W * C, dout + n * H * W * E, H, W, C, E, ty, tx0,
-                            TW - tx0 < GT ? TW - tx0 : GT, V, Z, rowt, zeros, Mt);
-        }
-        free(buf);
-    }
+        float* Mt = partial + msize * omp_get_thread_num();
+        const size_t n = (size_t)(r / (H / 4));
+        const int ty = (int)(r % (H / 4));
+        for (int tx0 = 0; tx0 < TW; tx0 += GT)
+            wgrad_group(y + n * H * W * C, dout + n * H * W * E, H, W, C, E, ty, tx0,
+                        TW - tx0 < GT ? TW - tx0 : GT, V, Z, rowt, zeros, Mt);
+    });
     if (!failed) {
 #pragma omp parallel for schedule(static) num_threads(threads)
         for (long i = 0; i < (long)msize; ++i) {
