@@ -1,7 +1,9 @@
 """docs/serve.png: the `lightsr serve` page after one upscale, taken in headless Chromium.
 
-Starts the app in this process on a free port, uploads Set14's monarch (bicubic x4 LR) with the
-bundled safmn-x4, waits for the before/after slider, moves it to 40% and saves a screenshot.
+Starts the app in this process on a free port, uploads the project's own sample
+``examples/chelsea.png`` (256x192, CC0; provenance in examples/README.md) with the bundled
+safmn-x4 at x4, waits for the before/after slider, moves it to 27% (through the cat's left eye)
+and saves a screenshot. Needs no ../shared data.
 
     python benchmarks/serve_screenshot.py [--out docs/serve.png]
 
@@ -15,11 +17,11 @@ import shutil
 import socket
 import threading
 import time
+from pathlib import Path
 
 import uvicorn
 from playwright.sync_api import sync_playwright
 
-from lightsr.runtime import shared_root
 from lightsr.serve.app import ServeConfig, create_app
 
 
@@ -27,7 +29,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="docs/serve.png")
     args = ap.parse_args()
-    image = shared_root() / "datasets" / "Set14" / "LR_bicubic" / "X4" / "monarchx4.png"
+    image = Path(__file__).resolve().parents[1] / "examples" / "chelsea.png"
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -44,11 +46,13 @@ def main() -> None:
             page = browser.new_page(viewport={"width": 900, "height": 800})
             page.goto(f"http://127.0.0.1:{port}/")
             page.wait_for_selector("#model option[value='safmn-x4']", state="attached")
+            page.select_option("#scale", "4")
+            page.select_option("#model", "safmn-x4")
             page.set_input_files("#files", str(image))
             page.click("#run")
             card = page.locator(".job").first
             card.locator(".compare").wait_for(state="visible", timeout=300_000)
-            card.locator(".slider").fill("40")
+            card.locator(".slider").fill("27")
             page.screenshot(path=args.out, full_page=True)
             browser.close()
     finally:
