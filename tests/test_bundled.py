@@ -116,3 +116,63 @@ def test_real_safmn_x4_is_bundled_and_beats_safmn_x4_on_degraded_set5() -> None:
         psnr[name] = result.psnr
         assert abs(result.psnr - REAL_SET5_HIGH_ORDER[name]) <= 0.01, (name, result.psnr)
     assert psnr["real-safmn-x4"] > psnr["safmn-x4"] + 0.3
+
+
+# --------------------------------------------------------------------------------------------
+# Restoration models (docs/restoration.md): values measured for the committed weights with
+# `lightsr eval --task ...` (the commands in the doc); the tests use fewer images to stay fast.
+
+#: Middlebury x4 RMSE (disparity levels), all three maps.
+DEPTH_X4_RMSE = {"depth-safmn-x4": 1.2942, "bicubic": 2.2622}
+
+
+def _task_scores(method, name: str, dataset: str, task, *, scale: int = 1, limit=None):
+    from lightsr.restoration.evaluate import evaluate_task
+
+    (result,) = evaluate_task(method, name, [dataset], task, scale=scale, limit=limit)
+    return result
+
+
+def test_depth_safmn_x4_is_bundled_and_beats_bicubic_on_middlebury() -> None:
+    need_shared("datasets", "Middlebury", "depth")
+    from lightsr.restoration.tasks import TaskSpec
+
+    path = WEIGHTS / "depth_safmn_x4.safetensors"
+    assert path.is_file() and path.stat().st_size < 2_000_000
+    model = lightsr.load_model("depth-safmn-x4", device="cpu")
+    assert model.scale == 4
+    rmse = {
+        name: _task_scores(
+            model.upscale if name != "bicubic" else name, name, "Middlebury", TaskSpec("depth"),
+            scale=4,
+        ).rmse
+        for name in DEPTH_X4_RMSE
+    }  # fmt: skip
+    for name, want in DEPTH_X4_RMSE.items():
+        assert abs(rmse[name] - want) <= 1e-3, (name, rmse[name])
+    assert rmse["depth-safmn-x4"] < rmse["bicubic"] - 0.5
+
+
+#: CBSD68, first two images (101085, 101087), PSNR on RGB (dB): the bundled model and the
+#: degraded input itself, same seed.
+RESTORE_PINS = {
+    "safmn-denoise": ("denoise", {"sigma": (25.0, 25.0)}, 29.993, 20.769),
+    "safmn-jpeg": ("jpeg", {"quality": (20, 20)}, 28.118, 27.110),
+}
+
+
+@pytest.mark.parametrize("name", sorted(RESTORE_PINS))
+def test_restoration_models_are_bundled_and_pinned_on_cbsd68(name: str) -> None:
+    need_shared("datasets", "CBSD68", "HR")
+    from lightsr.restoration.tasks import TaskSpec
+
+    task_name, level, want, identity = RESTORE_PINS[name]
+    path = WEIGHTS / f"{name.replace('-', '_')}.safetensors"
+    assert path.is_file() and path.stat().st_size < 2_000_000
+    restorer = lightsr.load_restorer(name, task=task_name, device="cpu")
+    assert restorer.upscaler.scale == 1 and lightsr.load_restorer(task=task_name).name == name
+    task = TaskSpec(task_name, **level)
+    got = _task_scores(restorer.upscaler.upscale, name, "CBSD68", task, limit=2).psnr
+    base = _task_scores("identity", "identity", "CBSD68", task, limit=2).psnr
+    assert abs(got - want) <= 0.01 and abs(base - identity) <= 0.01, (got, base)
+    assert got > base + 0.9

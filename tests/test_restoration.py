@@ -159,10 +159,14 @@ def test_scale1_networks_keep_the_size_and_add_the_input(arch: str) -> None:
     assert (found.arch, found.scale) == (arch, 1)
     up = Upscaler(net, scale=1, name=arch, arch=arch, config={}, device="cpu")  # fast if SAFMN
     restorer = Restorer(up, "denoise")
-    assert not restorer.upscaler.fast  # the SAFMN fast path has no image residual
+    assert restorer.upscaler.fast == (arch == "safmn")  # SAFMN's fast path adds the residual
     img = _photo(np.random.default_rng(1), 37, 53)
     out = restorer.restore(img)
     assert out.shape == img.shape and out.dtype == np.uint8
+    if arch == "safmn":  # the fast path equals the plain network
+        plain = Upscaler(net, scale=1, name=arch, arch=arch, config={}, device="cpu", fast=False)
+        x = img.astype(np.float32) / 255.0
+        assert np.abs(up.upscale(x) - plain.upscale(x)).max() <= 1e-5
     gray = restorer.restore(img[:, :, 0])
     assert gray.shape == (37, 53)
     # the global residual: with the last conv zeroed the network is the identity
@@ -170,6 +174,7 @@ def test_scale1_networks_keep_the_size_and_add_the_input(arch: str) -> None:
     with torch.no_grad():
         last.weight.zero_()
         last.bias.zero_()
+    up = Upscaler(net, scale=1, name=arch, arch=arch, config={}, device="cpu")  # new weights
     assert np.array_equal(Restorer(up, "jpeg").restore(img), img)
 
 
@@ -362,8 +367,9 @@ def test_restore_usage_errors_exit_2(
     capsys.readouterr()
     assert main(["restore", "--task", "denoise", str(img), "--model", str(sr), "-q"]) == 2
     assert "x2 is a super-resolution model" in capsys.readouterr().err
-    assert main(["restore", "--task", "denoise", str(img), "-q"]) == 2
-    assert "ships no trained denoise model yet" in capsys.readouterr().err
+    out = tmp_path / "bundled.png"  # no --model: the bundled safmn-denoise
+    assert main(["restore", "--task", "denoise", str(img), "-o", str(out), "-q"]) == 0
+    assert read_image(out).shape == (16, 16, 3)
     two = [str(img), str(img.with_name("b.png"))]
     assert main(["restore", "--task", "denoise", *two, "--model", str(weights),
                  "-o", str(tmp_path / "x.png"), "-q"]) == 2  # fmt: skip

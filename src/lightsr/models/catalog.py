@@ -393,11 +393,44 @@ def _real_world_specs() -> list[ModelSpec]:
     ]
 
 
+def _restoration_specs() -> list[ModelSpec]:
+    """Models of lightsr.restoration, trained by lightsr (docs/restoration.md): same-size
+    (scale-1) models for ``lightsr restore``, one blind model per task, and depth-map SR x4."""
+    config = {"dim": 36, "n_blocks": 8, "ffn_scale": 2.0}
+    return [
+        ModelSpec(
+            name="safmn-denoise",
+            arch="safmn",
+            config=config,
+            scale=1,
+            description="SAFMN x1, blind colour denoising (sigma 0-55), lightsr's",
+            weights="safmn_denoise.safetensors",
+        ),
+        ModelSpec(
+            name="safmn-jpeg",
+            arch="safmn",
+            config=config,
+            scale=1,
+            description="SAFMN x1, blind JPEG artifact removal (quality 10-50), lightsr's",
+            weights="safmn_jpeg.safetensors",
+        ),
+        ModelSpec(
+            name="depth-safmn-x4",
+            arch="safmn",
+            config=config,
+            scale=4,
+            description="SAFMN x4 for depth/disparity maps (synthetic training), lightsr's",
+            weights="depth_safmn_x4.safetensors",
+        ),
+    ]
+
+
 MODELS: dict[str, ModelSpec] = {
     spec.name: replace(spec, params=PARAM_COUNTS.get(spec.name))
     for spec in [
         *_safmn_specs(),
         *_real_world_specs(),
+        *_restoration_specs(),
         *_safmn_ablation_specs(),
         *_transformer_specs(),
         *_zoo_specs(),

@@ -57,19 +57,6 @@ class Restorer:
                 f"model {upscaler.name}: x{upscaler.scale} is a super-resolution model; restore "
                 "needs a scale-1 (restoration) model; use `lightsr upscale` for it"
             )
-        if getattr(upscaler, "fast", False):  # the SAFMN fast path has no image residual
-            from lightsr.inference.upscaler import Upscaler
-
-            upscaler = Upscaler(
-                upscaler.model,
-                scale=1,
-                name=upscaler.name,
-                arch=upscaler.arch,
-                config=upscaler.config,
-                device=upscaler.device,
-                precision=upscaler.precision,
-                fast=False,
-            )
         self.upscaler = upscaler
         self.name = upscaler.name
         self.arch = upscaler.arch
@@ -101,24 +88,18 @@ def load_restorer(
 ) -> Restorer:
     """Load a scale-1 restoration model (checkpoint path or name) for ``task``.
 
-    None: the task's named model (:data:`TASK_MODELS`). The plain (eager) network runs: the
-    SAFMN fast path has no image residual.
+    None: the task's named model (:data:`TASK_MODELS`). SAFMN models run on the fast path (which
+    adds the input image at scale 1, as the network does), others on the plain network.
 
     Raises:
         LightSRError: unknown task, unknown name, a named model without bundled weights, an
             unreadable checkpoint, or a model that is not scale 1.
     """
     from lightsr.inference.upscaler import load_model
-    from lightsr.models.catalog import MODELS
 
     _check_task(task)
     name = TASK_MODELS[task] if name_or_path is None else name_or_path
-    if isinstance(name, str) and name == TASK_MODELS[task] and name not in MODELS:
-        raise LightSRError(
-            f"--task {task}: lightsr ships no trained {task} model yet; pass a checkpoint with "
-            f"--model PATH (train one: lightsr train configs/{task}_safmn.yaml)"
-        )
-    up = load_model(name, device=device, precision=precision, fast=False)
+    up = load_model(name, device=device, precision=precision)
     return Restorer(up, task)
 
 
