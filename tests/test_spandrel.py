@@ -105,7 +105,14 @@ def _random(model: torch.nn.Module) -> torch.nn.Module:
     return model.eval()
 
 
-BUNDLED_SAFMN = sorted(n for n, s in MODELS.items() if s.arch == "safmn" and is_bundled(s))
+BUNDLED_SAFMN = sorted(
+    n for n, s in MODELS.items() if s.arch == "safmn" and is_bundled(s) and s.scale > 1
+)
+#: lightsr's same-size restoration SAFMNs (safmn-denoise, safmn-jpeg): the input is added to the
+#: network's output (a global residual), which spandrel's SAFMN does not know.
+BUNDLED_SAFMN_X1 = sorted(
+    n for n, s in MODELS.items() if s.arch == "safmn" and is_bundled(s) and s.scale == 1
+)
 
 
 def test_lightsr_bundles_safmn_weights() -> None:
@@ -122,6 +129,23 @@ def test_bundled_safmn_loads_in_spandrel_with_the_same_output(spandrel: Any, nam
     x = _image(24, 32)  # a multiple of 8: spandrel's caller pads, as lightsr's
     with torch.no_grad():
         _same(desc.model.eval()(x), ours(x))
+
+
+@pytest.mark.parametrize("name", BUNDLED_SAFMN_X1)
+def test_bundled_restoration_safmn_in_spandrel_lacks_only_the_residual(
+    spandrel: Any, name: str
+) -> None:
+    """spandrel loads safmn-denoise/safmn-jpeg as a SAFMN x1 and runs the network without the
+    input added back: its output plus the input is lightsr's (docs/interop.md)."""
+    path = bundled_weights_path(MODELS[name].weights or "")
+    desc = spandrel.ModelLoader().load_from_file(str(path))
+    assert (desc.architecture.id, desc.scale) == ("SAFMN", 1)
+    ours = load_model(name, device="cpu", fast=False).model
+    x = _image(24, 32)
+    with torch.no_grad():
+        theirs = desc.model.eval()(x)
+        _same(theirs + x, ours(x))
+        assert (theirs - ours(x)).abs().max() > 0.1
 
 
 def test_lightsr_export_writes_what_spandrel_recognises(spandrel: Any, tmp_path: Path) -> None:
