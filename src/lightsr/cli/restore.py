@@ -79,12 +79,7 @@ def _method(args: argparse.Namespace, scale: int) -> tuple[Any, str]:
         return args.model.lower(), args.model.lower()
     from lightsr.inference.upscaler import load_model
 
-    up = load_model(
-        source,
-        device=args.device,
-        precision=args.precision,
-        fast=not getattr(args, "no_fast", False),
-    )
+    up = load_model(source, device=args.device, precision=args.precision, fast=args.fast)
     if up.scale != scale:
         what = "restoration needs a scale-1 model" if scale == 1 else f"depth x{scale}"
         raise LightSRError(f"--model {source}: the model is x{up.scale}; {what}")
