@@ -147,6 +147,20 @@ class ArchDescriptor:
 # Helpers for detectors (they read shapes only, so they need no torch import)
 
 
+def fold_branches(model: Any, deployed: Any, block: type, target: str) -> Any:
+    """Load into ``deployed`` (a freshly built inference-form network) the re-parameterised
+    ``model``: every ``block`` module's ``fused()`` (weight, bias) becomes ``{name}.{target}``,
+    every other tensor that ``deployed`` has is copied; strict, so nothing is left out. Returns
+    ``deployed`` in eval mode (SPAN's ``Conv3XC``, EFDN's EDBB)."""
+    keep = deployed.state_dict().keys()
+    state = {k: v for k, v in model.state_dict().items() if k in keep}
+    for name, module in model.named_modules():
+        if isinstance(module, block):
+            state[f"{name}.{target}.weight"], state[f"{name}.{target}.bias"] = module.fused()
+    deployed.load_state_dict(state, strict=True)
+    return deployed.eval()
+
+
 def has_keys(sd: StateDict, *keys: str) -> bool:
     """True when every key is in the state dict."""
     return all(k in sd for k in keys)

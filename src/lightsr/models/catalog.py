@@ -396,32 +396,21 @@ def _real_world_specs() -> list[ModelSpec]:
 def _restoration_specs() -> list[ModelSpec]:
     """Models of lightsr.restoration, trained by lightsr (docs/restoration.md): same-size
     (scale-1) models for ``lightsr restore``, one blind model per task, and depth-map SR x4."""
-    config = {"dim": 36, "n_blocks": 8, "ffn_scale": 2.0}
+    models = [  # name, scale, description
+        ("safmn-denoise", 1, "SAFMN x1, blind colour denoising (sigma 0-55), lightsr's"),
+        ("safmn-jpeg", 1, "SAFMN x1, blind JPEG artifact removal (quality 10-50), lightsr's"),
+        ("depth-safmn-x4", 4, "SAFMN x4 for depth/disparity maps (synthetic training), lightsr's"),
+    ]
     return [
         ModelSpec(
-            name="safmn-denoise",
+            name=name,
             arch="safmn",
-            config=config,
-            scale=1,
-            description="SAFMN x1, blind colour denoising (sigma 0-55), lightsr's",
-            weights="safmn_denoise.safetensors",
-        ),
-        ModelSpec(
-            name="safmn-jpeg",
-            arch="safmn",
-            config=config,
-            scale=1,
-            description="SAFMN x1, blind JPEG artifact removal (quality 10-50), lightsr's",
-            weights="safmn_jpeg.safetensors",
-        ),
-        ModelSpec(
-            name="depth-safmn-x4",
-            arch="safmn",
-            config=config,
-            scale=4,
-            description="SAFMN x4 for depth/disparity maps (synthetic training), lightsr's",
-            weights="depth_safmn_x4.safetensors",
-        ),
+            config={"dim": 36, "n_blocks": 8, "ffn_scale": 2.0},
+            scale=scale,
+            description=description,
+            weights=f"{name.replace('-', '_')}.safetensors",
+        )
+        for name, scale, description in models
     ]
 
 

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lightsr.models import base
-from lightsr.models.base import ArchDescriptor, Detected, StateDict
+from lightsr.models.base import ArchDescriptor, Detected, StateDict, fold_branches
 
 __all__ = ["ARCH", "EDGE_FILTERS", "EFDN", "MIN_SIZE", "reparameterise"]
 
@@ -304,14 +304,7 @@ def reparameterise(model: EFDN) -> EFDN:
     like = next(model.parameters())
     fused = EFDN(n_feats=model.head.out_channels, upscaling_factor=model.scale)
     fused = fused.to(device=like.device, dtype=like.dtype)
-    keep = fused.state_dict().keys()
-    state = {k: v for k, v in model.state_dict().items() if k in keep}
-    for name, module in model.named_modules():
-        if isinstance(module, _EDBB):
-            weight, bias = module.fused()
-            state[f"{name}.rep_conv.weight"], state[f"{name}.rep_conv.bias"] = weight, bias
-    fused.load_state_dict(state, strict=True)
-    return fused.eval()
+    return fold_branches(model, fused, _EDBB, "rep_conv")
 
 
 def detect(sd: StateDict) -> Detected | None:

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lightsr.models import base
-from lightsr.models.base import ArchDescriptor, Detected, StateDict
+from lightsr.models.base import ArchDescriptor, Detected, StateDict, fold_branches
 
 __all__ = ["ARCH", "SPAB", "SPAN", "Conv3XC", "reparameterise"]
 
@@ -211,13 +211,7 @@ def reparameterise(model: SPAN) -> SPAN:
         upscaling_factor=model.scale,
         norm=model.norm,
     ).to(device=like.device, dtype=like.dtype)
-    state = {k: v for k, v in model.state_dict().items() if ".sk." not in k and ".conv." not in k}
-    for name, module in model.named_modules():
-        if isinstance(module, Conv3XC):
-            weight, bias = module.fused()
-            state[f"{name}.eval_conv.weight"], state[f"{name}.eval_conv.bias"] = weight, bias
-    fused.load_state_dict(state, strict=True)
-    return fused.eval()
+    return fold_branches(model, fused, Conv3XC, "eval_conv")
 
 
 def detect(sd: StateDict) -> Detected | None:
