@@ -230,6 +230,66 @@ def render_markdown(records: list[dict[str, Any]], datasets: tuple[str, ...]) ->
     return "\n".join(lines)
 
 
+#: Label directions tried in turn: right, left, up-right, down-left, up, down, ...
+_DIRECTIONS = ((1, 0.5), (-1, 0.5), (1, -0.5), (-1, -0.5), (0, 1), (0, -1), (1, 1), (-1, -1))
+
+
+def _overlap(a: Any, b: Any) -> float:
+    """The area two display boxes share."""
+    w = min(a.x1, b.x1) - max(a.x0, b.x0)
+    h = min(a.y1, b.y1) - max(a.y0, b.y0)
+    return max(w, 0.0) * max(h, 0.0)
+
+
+def place_labels(
+    ax: Any, points: list[tuple[float, float]], labels: list[str], sizes: list[float]
+) -> None:
+    """Annotate each point (a scatter marker of area ``sizes`` in points^2) with its label at
+    the offset that overlaps least: labels already placed count most, then leaving the axes,
+    then markers, then distance (a leader line when the label sits away from its marker);
+    points are labelled top to bottom. Call after the axes' scales and data are set."""
+    import matplotlib.transforms as mtransforms
+
+    fig = ax.figure
+    fig.canvas.draw()  # fixes the limits and gives a renderer for the text extents
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    px = fig.dpi / 72.0  # display pixels per point
+    radii = [(s**0.5) / 2.0 for s in sizes]  # marker radius in points
+    markers = []
+    for (x, y), r in zip(points, radii, strict=True):
+        cx, cy = ax.transData.transform((x, y))
+        markers.append(
+            mtransforms.Bbox.from_extents(cx - r * px, cy - r * px, cx + r * px, cy + r * px)
+        )
+    placed: list[Any] = []
+    for i in sorted(range(len(points)), key=lambda k: -points[k][1]):
+        own = radii[i] + 2.0
+        best: tuple[float, float, float] | None = None
+        for step in range(6):
+            for dx, dy in _DIRECTIONS:
+                off = (dx * (own + 12 * step), dy * (own + 12 * step))
+                ha = "left" if dx > 0 else "right" if dx < 0 else "center"
+                text = ax.annotate(labels[i], points[i], textcoords="offset points", xytext=off,
+                                   fontsize=7, ha=ha, va="bottom" if dy > 0 else "top")  # fmt: skip
+                box = text.get_window_extent(renderer).expanded(1.04, 1.08)
+                text.remove()
+                outside = box.width * box.height - _overlap(box, frame)
+                cost = (1e3 * sum(_overlap(box, b) for b in placed) + 1e2 * outside
+                        + sum(_overlap(box, m) for m in markers) + step)  # fmt: skip
+                if best is None or cost < best[0]:
+                    best = (cost, *off)
+                    best_box = box
+        assert best is not None
+        _, dx, dy = best
+        ax.annotate(labels[i], points[i], textcoords="offset points", xytext=(dx, dy), fontsize=7,
+                    ha="left" if dx > 0 else "right" if dx < 0 else "center",
+                    va="bottom" if dy > 0 else "top",
+                    arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.4"}
+                    if max(abs(dx), abs(dy)) > own + 6 else None)  # fmt: skip
+        placed.append(best_box)
+
+
 def render_plot(records: list[dict[str, Any]], out: Path) -> None:
     """Set5 x4 PSNR against FLOPs (log axis), marker area proportional to parameters."""
     import matplotlib
@@ -250,14 +310,13 @@ def render_plot(records: list[dict[str, Any]], out: Path) -> None:
             edgecolors="black",
             linewidths=0.6,
         )
-        ax.annotate(
-            f"{r['label']}\n{r['params'] / 1e3:.0f}K",
-            (r["flops_g"], r["scores"]["Set5"][0]),
-            textcoords="offset points",
-            xytext=(6, 4),
-            fontsize=7,
-        )
     ax.set_xscale("log")
+    place_labels(
+        ax,
+        [(r["flops_g"], r["scores"]["Set5"][0]) for r in rows],
+        [f"{r['label']}\n{r['params'] / 1e3:.0f}K" for r in rows],
+        [r["params"] / 1e3 for r in rows],
+    )
     ax.set_xlabel("FLOPs (G, 1 multiply-add = 1 FLOP), output 1280x720")
     ax.set_ylabel("PSNR on Set5 x4 (dB, Y channel)")
     ax.set_title("Efficient SR, x4: measured PSNR vs FLOPs (marker area = parameters)")
@@ -394,8 +453,9 @@ def render_ntire_plot(records: list[dict[str, Any]], out: Path) -> None:
             colour = "tab:red" if "SAFMN" in r["label"] else "tab:blue"
             ax.scatter(r["runtime_ms"], r["scores"][d][0], s=r["params"] / 1e3, alpha=0.55,
                        color=colour, edgecolors="black", linewidths=0.6)  # fmt: skip
-            ax.annotate(r["label"], (r["runtime_ms"], r["scores"][d][0]),
-                        textcoords="offset points", xytext=(6, 4), fontsize=7)  # fmt: skip
+        rows = [r for r in records if d in r["scores"]]
+        place_labels(ax, [(r["runtime_ms"], r["scores"][d][0]) for r in rows],
+                     [r["label"] for r in rows], [r["params"] / 1e3 for r in rows])  # fmt: skip
         ax.set_xlabel("CPU runtime, 256x256 input (ms, median; same run)")
         ax.set_ylabel(f"PSNR on {d} x4 (dB, Y channel)")
         ax.set_title(f"NTIRE efficient-SR entries, x4, {d} (marker area = parameters)")
