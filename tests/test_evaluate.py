@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 
 from lightsr.cli import main
-from lightsr.evaluation.evaluate import evaluate, format_results, resolve_dataset, self_ensemble
+from lightsr.evaluation.evaluate import (
+    evaluate,
+    format_results,
+    geometric_ensemble,
+    resolve_dataset,
+    self_ensemble,
+)
 from lightsr.inference.upscaler import load_model
 
 from conftest import need_shared
@@ -76,6 +82,20 @@ def test_self_ensemble_helps_and_inverts_exactly(tmp_path: Path) -> None:
     # the transforms are undone exactly: an identity "network" gives back its input
     lr = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
     np.testing.assert_allclose(self_ensemble(lambda a: a, lr), lr / 255.0, atol=1e-6)
+
+
+def test_geometric_ensemble_averages_the_eight_views() -> None:
+    """A column ramp seen through the 8 flips/rotations averages to 0.5 everywhere (rows and
+    columns, both directions, twice each); maps without channels and uint8 outputs work."""
+
+    def ramp(a: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(np.linspace(0.0, 1.0, a.shape[1]), a.shape[:2]).copy()
+
+    x = np.zeros((5, 9), np.float32)
+    np.testing.assert_allclose(geometric_ensemble(ramp, x), 0.5, atol=1e-6)
+    img = np.random.default_rng(1).random((6, 4, 3)).astype(np.float32)
+    as8 = geometric_ensemble(lambda a: np.round(a * 255).astype(np.uint8), img)
+    np.testing.assert_allclose(as8, np.round(img * 255) / 255, atol=1e-6)
 
 
 def test_cli_json_csv_markdown_and_save_images(tmp_path: Path, capsys) -> None:

@@ -293,6 +293,11 @@ def test_two_iterations_per_task_then_export_and_use(
     assert code == 0
     rec = json.loads(capsys.readouterr().out)[0]
     assert rec["images"] == 2 and 5 < rec["psnr"] < 60
+    code = main(["eval", "--task", task, *level, "--weights", str(weights), "--self-ensemble",
+                 "--datasets", str(data / "val"), "-q", "--json"])  # fmt: skip
+    assert code == 0
+    plus = json.loads(capsys.readouterr().out)[0]
+    assert plus["model"] == rec["model"] + "+" and plus["psnr"] != rec["psnr"]
     src = data / "val" / "v0.png"
     dst = tmp_path / "restored.png"
     assert main(["restore", "--task", task, str(src), "--model", str(weights), "-o", str(dst),
@@ -408,6 +413,9 @@ def test_eval_identity_on_two_cbsd68_images(capsys: pytest.CaptureFixture) -> No
     assert rec["level"] == "q 20" and 24 < rec["psnr"] < 32
     assert main(["eval", "--task", "jpeg", "--sigma", "25", "--model", "identity"]) == 2
     assert "--task jpeg needs --quality" in capsys.readouterr().err
+    assert main(["eval", "--task", "jpeg", "--quality", "20", "--model", "identity",
+                 "--self-ensemble"]) == 2  # fmt: skip
+    assert "--self-ensemble has no meaning for --model identity" in capsys.readouterr().err
 
 
 def test_eval_depth_bicubic_on_middlebury(capsys: pytest.CaptureFixture) -> None:

@@ -76,6 +76,8 @@ def _method(args: argparse.Namespace, scale: int) -> tuple[Any, str]:
         raise LightSRError("--model NAME_OR_PATH, --weights PATH or an anchor "
                            f"({', '.join(ANCHORS)}) is required")  # fmt: skip
     if args.model and args.model.lower() in ANCHORS:
+        if args.self_ensemble:
+            raise LightSRError(f"--self-ensemble has no meaning for --model {args.model}: drop it")
         return args.model.lower(), args.model.lower()
     from lightsr.inference.upscaler import load_model
 
@@ -88,6 +90,10 @@ def _method(args: argparse.Namespace, scale: int) -> tuple[Any, str]:
     def fn(x: Any) -> Any:
         return up.upscale(x, tile=tile, tile_overlap=overlap)
 
+    if args.self_ensemble:
+        from lightsr.evaluation.evaluate import geometric_ensemble
+
+        return (lambda x: geometric_ensemble(fn, x)), up.name + "+"
     return fn, up.name
 
 
@@ -97,9 +103,9 @@ def run_task_eval(args: argparse.Namespace) -> int:
     from lightsr.restoration.evaluate import evaluate_task, format_task_results, task_for_eval
 
     task, scale = task_for_eval(args.task, sigma=args.sigma, quality=args.quality, scale=args.scale)
-    if args.self_ensemble or args.lr_dir or args.degrade or args.no_reference or args.metrics:
+    if args.lr_dir or args.degrade or args.no_reference or args.metrics:
         raise LightSRError(
-            "--task: --self-ensemble, --lr-dir, --degrade, --no-reference and --metrics are "
+            "--task: --lr-dir, --degrade, --no-reference and --metrics are "
             "for super-resolution evaluation; drop them"
         )
     method, name = _method(args, scale)

@@ -51,6 +51,7 @@ __all__ = [
     "degrade",
     "evaluate",
     "format_results",
+    "geometric_ensemble",
     "parse_degradations",
     "parse_metrics",
     "resolve_dataset",
@@ -275,15 +276,23 @@ _TRANSFORMS: list[tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray
 ]
 
 
-def self_ensemble(fn: SRFunction, lr: np.ndarray) -> np.ndarray:
-    """The "+" test-time trick: mean of the SR of the 8 flips/rotations, undone (float [0, 1])."""
-    lrf = lr.astype(np.float32) / 255.0
+def geometric_ensemble(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray:
+    """Mean of ``fn`` over the 8 flips/rotations of an HxW(xC) float image, each undone
+    (float32). ``fn`` maps a float [0, 1] image to one of any size that turns with it (SR,
+    restoration, depth SR); uint8 outputs are read as [0, 255]."""
     acc = None
     for fwd, inv in _TRANSFORMS:
-        out = inv(fn(np.ascontiguousarray(fwd(lrf))))
-        acc = out.astype(np.float64) if acc is None else acc + out
+        out = np.asarray(fn(np.ascontiguousarray(fwd(x))))
+        out = out / 255.0 if out.dtype == np.uint8 else out.astype(np.float64)
+        acc = inv(out) if acc is None else acc + inv(out)
     assert acc is not None
     return (acc / len(_TRANSFORMS)).astype(np.float32)
+
+
+def self_ensemble(fn: SRFunction, lr: np.ndarray) -> np.ndarray:
+    """The "+" test-time trick: mean of the SR of the 8 flips/rotations of a uint8 LR image,
+    undone (float [0, 1])."""
+    return geometric_ensemble(fn, lr.astype(np.float32) / 255.0)
 
 
 def _bicubic_y(hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
