@@ -24,7 +24,7 @@ from lightsr.models.archs.span import SPAN, reparameterise
 from lightsr.models.checkpoint import detect_arch, load_checkpoint
 from lightsr.models.registry import MODELS, build_arch, build_model, get_arch
 
-from conftest import need_shared
+from conftest import fp16_works, need_shared
 
 # file under shared/weights/ntire -> (catalog name, arch, config, params, Set5 x4 PSNR-Y)
 CHECKPOINTS: dict[str, tuple[str, str, dict[str, object], int, float]] = {
@@ -164,30 +164,11 @@ def test_onnx_dynamic_shapes_match_pytorch_at_odd_sizes(arch: str, tmp_path: Pat
 
 @pytest.mark.parametrize("file", sorted(CHECKPOINTS))
 def test_fp16_flag_matches_the_weights(file: str) -> None:
-    """The criterion of ``tests/test_zoo.py``: float16 works when no float32 activation
-    exceeds float16's range and CPU float16 autocast stays within 0.05 of float32."""
+    """``supports_fp16`` by the criterion :func:`conftest.fp16_works` holds for the zoo too:
+    no float32 activation beyond float16's range, CPU float16 autocast within 0.05 of float32."""
     model, found = load_checkpoint(ntire(file))
-    peak = [0.0]
-
-    def hook(_m: torch.nn.Module, _i: object, out: object) -> None:
-        if isinstance(out, torch.Tensor) and out.is_floating_point():
-            peak[0] = max(peak[0], float(out.detach().abs().max()))
-
-    handles = [m.register_forward_hook(hook) for m in model.modules()]
-    torch.manual_seed(0)
-    x = torch.rand(1, 3, 24, 32)
-    with torch.no_grad():
-        ref = model(x)
-        for h in handles:
-            h.remove()
-        try:
-            with torch.autocast("cpu", dtype=torch.float16):
-                half = model(x).float()
-        except RuntimeError as exc:  # pragma: no cover - older CPUs/torch builds
-            pytest.skip(f"CPU float16 autocast unavailable: {exc}")
-    err = float((half - ref).abs().max())
-    works = peak[0] < 65504 and bool(torch.isfinite(half).all()) and err < 0.05
-    assert works == get_arch(found.arch).supports_fp16, (file, peak[0], err)
+    works, peak, err = fp16_works(model)
+    assert works == get_arch(found.arch).supports_fp16, (file, peak, err)
 
 
 def test_ntire_sources_list_what_is_there(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from lightsr.models.archs.carn import CARNM
 from lightsr.models.checkpoint import detect_arch, load_checkpoint, save_safetensors
 from lightsr.models.registry import MODELS, build_arch, build_model, get_arch
 
-from conftest import need_shared
+from conftest import fp16_works, need_shared
 
 # file (under shared/weights) -> (arch, detected scale, exact parameter count)
 CHECKPOINTS: dict[str, tuple[str, int, int]] = {
@@ -232,25 +232,5 @@ def _fp16_model(ref: str) -> torch.nn.Module:
 def test_fp16_flag_matches_the_weights(arch: str) -> None:
     """``supports_fp16`` is False exactly where float16 fails: a float32 activation beyond
     float16's range, or CPU float16 autocast more than 0.05 off float32."""
-    model = _fp16_model(FP16_MODELS[arch])
-    peak = [0.0]
-
-    def hook(_m: torch.nn.Module, _i: object, out: object) -> None:
-        if isinstance(out, torch.Tensor) and out.is_floating_point():
-            peak[0] = max(peak[0], float(out.detach().abs().max()))
-
-    handles = [m.register_forward_hook(hook) for m in model.modules()]
-    torch.manual_seed(0)
-    x = torch.rand(1, 3, 24, 32)
-    with torch.no_grad():
-        ref = model(x)
-        for h in handles:
-            h.remove()
-        try:
-            with torch.autocast("cpu", dtype=torch.float16):
-                half = model(x).float()
-        except RuntimeError as exc:  # pragma: no cover - older CPUs/torch builds
-            pytest.skip(f"CPU float16 autocast unavailable: {exc}")
-    err = float((half - ref).abs().max())
-    works = peak[0] < 65504 and bool(torch.isfinite(half).all()) and err < 0.05
-    assert works == get_arch(arch).supports_fp16, (arch, peak[0], err)
+    works, peak, err = fp16_works(_fp16_model(FP16_MODELS[arch]))
+    assert works == get_arch(arch).supports_fp16, (arch, peak, err)

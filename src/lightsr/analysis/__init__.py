@@ -12,8 +12,7 @@ command line. The names below load their modules (and torch) on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from lightsr._lazy import lazy_getattr
 
 _EXPORTS = {
     "run_lam": "lightsr.analysis.lam",
@@ -29,9 +28,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
+from typing import Any
 
 from lightsr.cli.common import EXIT_OK, EXIT_USAGE, Parser, add_command, err
 from lightsr.errors import LightSRError
@@ -24,65 +26,55 @@ def _model(args: argparse.Namespace) -> str:
     return args.weights or args.model or "safmn-x4"
 
 
-def _list_layers(args: argparse.Namespace) -> bool:
-    if not args.list_layers:
-        return False
-    from lightsr.analysis._common import load_network
+def _listed_layers(args: argparse.Namespace) -> bool:
+    """Print the model's module names for ``--list-layers`` (True); else check that IMAGEs and
+    ``-o OUTDIR`` were given (they are optional only beside ``--list-layers``)."""
+    if args.list_layers:
+        from lightsr.analysis._common import load_network
 
-    net = load_network(_model(args), scale=args.scale, device=args.device)
-    for name, module in net.model.named_modules():
-        if name:
-            print(f"{name}  ({type(module).__name__})")
-    return True
-
-
-def _need_inputs(args: argparse.Namespace) -> None:
+        net = load_network(_model(args), scale=args.scale, device=args.device)
+        for name, module in net.model.named_modules():
+            if name:
+                print(f"{name}  ({type(module).__name__})")
+        return True
     if not args.images or not args.out:
         raise LightSRError("name IMAGE files and -o OUTDIR (or ask only for --list-layers)")
+    return False
 
 
-def _summary(data: dict, key: str) -> None:
-    print(json.dumps({k: data[k] for k in ("model", key) if k in data}))
+def _run(
+    args: argparse.Namespace, run: Callable[..., dict[str, Any]], what: Any, **options: Any
+) -> dict[str, Any]:
+    """``run(model, images, OUTDIR, what, ...)`` with the model, input and device flags every
+    analysis takes (:func:`_common_flags`) and its own ``options``."""
+    model, images, out = _model(args), args.images, args.out
+    where = {"scale": args.scale, "from_hr": args.from_hr, "device": args.device}
+    return run(model, images, out, what, **where, **options)
 
 
 def lam(args: argparse.Namespace) -> int:
     from lightsr.analysis.lam import run_lam
 
-    data = run_lam(
-        _model(args),
-        args.images,
-        args.out,
+    data = _run(
+        args,
+        run_lam,
         args.window,
-        scale=args.scale,
-        from_hr=args.from_hr,
         sigma=args.sigma,
         steps=args.steps,
         kernel_size=args.kernel_size,
         objective=args.objective,
         batch=args.batch,
-        device=args.device,
     )
-    _summary(data, "di")
+    print(json.dumps({k: data[k] for k in ("model", "di") if k in data}))
     return EXIT_OK
 
 
 def cka(args: argparse.Namespace) -> int:
-    if _list_layers(args):
+    if _listed_layers(args):
         return EXIT_OK
-    _need_inputs(args)
     from lightsr.analysis.cka import run_cka
 
-    data = run_cka(
-        _model(args),
-        args.images,
-        args.out,
-        args.layers,
-        scale=args.scale,
-        from_hr=args.from_hr,
-        samples=args.samples,
-        seed=args.seed,
-        device=args.device,
-    )
+    data = _run(args, run_cka, args.layers, samples=args.samples, seed=args.seed)
     print(
         f"{data['model']}: {len(data['layers'])} layers, {data['examples']} pixels -> "
         f"{args.out}/cka.json, cka.png"
@@ -91,38 +83,29 @@ def cka(args: argparse.Namespace) -> int:
 
 
 def features(args: argparse.Namespace) -> int:
-    if _list_layers(args):
+    if _listed_layers(args):
         return EXIT_OK
-    _need_inputs(args)
     from lightsr.analysis.features import run_features
 
-    data = run_features(
-        _model(args),
-        args.images,
-        args.out,
-        args.layers,
-        block=args.block,
-        query=tuple(args.query) if args.query else None,
-        reduce=args.reduce,
-        scale=args.scale,
-        from_hr=args.from_hr,
-        device=args.device,
-    )
+    query = tuple(args.query) if args.query else None
+    data = _run(args, run_features, args.layers, block=args.block, query=query, reduce=args.reduce)
     print(f"{data['model']}: {', '.join(data['layers'])} -> {args.out}/features.json")
     return EXIT_OK
 
 
-def _common_flags(p: argparse.ArgumentParser, images_needed: bool = True) -> None:
+def _common_flags(p: argparse.ArgumentParser, layers: bool = False) -> None:
+    """Inputs, OUTDIR, the model group and --from-hr; with ``layers``, --layers and
+    --list-layers too (IMAGE and -o are then optional: --list-layers needs neither)."""
     p.add_argument(
         "images",
-        nargs="+" if images_needed else "*",
+        nargs="*" if layers else "+",
         metavar="IMAGE",
         help="input images (LR, at most 256x256)",
     )
     p.add_argument(
         "-o",
         "--out",
-        required=images_needed,
+        required=not layers,
         metavar="OUTDIR",
         help="folder for the PNG figures and the JSON",
     )
@@ -136,9 +119,8 @@ def _common_flags(p: argparse.ArgumentParser, images_needed: bool = True) -> Non
         action="store_true",
         help="the images are HR: analyse imresize(modcrop(hr, s), 1/s) (as LAM)",
     )
-
-
-def _layer_flags(p: argparse.ArgumentParser) -> None:
+    if not layers:
+        return
     p.add_argument(
         "--layers",
         nargs="+",
@@ -161,13 +143,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "analyze", _no_command, ANALYZE_SUMMARY, ANALYZE_DETAILS)
     kinds = p.add_subparsers(dest="analysis", metavar="ANALYSIS", parser_class=Parser)
 
-    q = kinds.add_parser(
+    q = add_command(
+        kinds,
         "lam",
-        help="Local Attribution Map of an output window, and its DI",
-        description="LAM (Gu and Dong, CVPR 2021): path-integrated gradients "
+        lam,
+        "Local Attribution Map of an output window, and its DI",
+        "LAM (Gu and Dong, CVPR 2021): path-integrated gradients "
         "along a progressive blur, for one output window; DI = (1 - Gini) x 100.",
     )
-    q.set_defaults(func=lam)
     _common_flags(q)
     q.add_argument(
         "--window",
@@ -189,27 +172,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     q.add_argument("--batch", type=int, default=4, help="path points per backward (4)")
 
-    c = kinds.add_parser(
+    c = add_command(
+        kinds,
         "cka",
-        help="linear CKA between layers over a set of images",
-        description="Linear CKA (Kornblith et al., ICML 2019) between layers, "
+        cka,
+        "linear CKA between layers over a set of images",
+        "Linear CKA (Kornblith et al., ICML 2019) between layers, "
         "pixels of all images as examples.",
     )
-    c.set_defaults(func=cka)
-    _common_flags(c, images_needed=False)
-    _layer_flags(c)
+    _common_flags(c, layers=True)
     c.add_argument("--samples", type=int, default=4096, help="pixels drawn per image (4096)")
     c.add_argument("--seed", type=int, default=0, help="seed of the pixel draw (0)")
 
-    f = kinds.add_parser(
+    f = add_command(
+        kinds,
         "features",
-        help="channel-reduced feature and attention maps",
-        description="Feature maps (mean or first principal component over "
+        features,
+        "channel-reduced feature and attention maps",
+        "Feature maps (mean or first principal component over "
         "channels) and attention maps of a query pixel, beside the input.",
     )
-    f.set_defaults(func=features)
-    _common_flags(f, images_needed=False)
-    _layer_flags(f)
+    _common_flags(f, layers=True)
     f.add_argument(
         "--block",
         type=int,

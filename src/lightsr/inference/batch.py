@@ -314,19 +314,23 @@ def _remove_stale_temporaries(dst: Path) -> None:
             continue
 
 
-def _resolve_upscaler(model: Any) -> Any:
-    """An object with ``scale`` and ``upscale()`` from a model, a name or path, or a loader."""
+def _resolve_upscaler(
+    model: Any,
+    load: Callable[[Any], Any] | None = None,
+    expected: str = "an Upscaler, a model name or checkpoint path",
+) -> Any:
+    """An object with ``scale`` and ``upscale()`` from a model, a name or path (loaded by
+    ``load``, default :func:`~lightsr.inference.upscaler.load_model`), or a function of no
+    arguments returning one of those; anything else is refused as not ``expected``."""
     if hasattr(model, "upscale") and hasattr(model, "scale"):
         return model
     if model is None or isinstance(model, (str, os.PathLike)):
-        from lightsr.inference.upscaler import load_model
-
-        return load_model(model)
+        if load is None:
+            from lightsr.inference.upscaler import load_model as load
+        return load(model)
     if callable(model):
-        return _resolve_upscaler(model())
-    raise LightSRError(
-        f"model: expected an Upscaler, a model name or checkpoint path, got {type(model).__name__}"
-    )
+        return _resolve_upscaler(model(), load, expected)
+    raise LightSRError(f"model: expected {expected}, got {type(model).__name__}")
 
 
 def upscale_files(

@@ -22,8 +22,7 @@ Where it sits in the layering: ``tasks`` beside :mod:`lightsr.degrade` (it impor
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from lightsr._lazy import lazy_getattr
 
 #: Public name -> the module that defines it (loaded on first use).
 _EXPORTS = {
@@ -39,12 +38,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
 
 
 __all__ = sorted(_EXPORTS)

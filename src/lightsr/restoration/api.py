@@ -150,23 +150,17 @@ def restore_files(
     Returns:
         The :class:`~lightsr.inference.batch.BatchSummary`.
     """
-    from lightsr.inference.batch import upscale_files
+    from lightsr.inference.batch import _resolve_upscaler, upscale_files
 
     _check_task(task)
 
-    def loader() -> Restorer:
-        if isinstance(model, Restorer):
-            return model
-        if hasattr(model, "upscale") and hasattr(model, "scale"):  # an Upscaler
-            return Restorer(model, task)
-        if model is None or isinstance(model, (str, os.PathLike)):
-            return load_restorer(model, task=task)
-        if callable(model):
-            got = model()
-            return got if isinstance(got, Restorer) else Restorer(got, task)
-        raise LightSRError(
-            f"model: expected a Restorer, a checkpoint path or name, got {type(model).__name__}"
+    def loader() -> Restorer:  # upscale_files' model rules, with a restorer's loader and check
+        got = _resolve_upscaler(
+            model,
+            lambda name: load_restorer(name, task=task),
+            "a Restorer, a checkpoint path or name",
         )
+        return got if isinstance(got, Restorer) else Restorer(got, task)
 
     return upscale_files(
         inputs,
