@@ -393,6 +393,16 @@ def test_python_api(tmp_path: Path, weights: Path) -> None:
     write_image(tmp_path / "p.png", img)
     summary = R.restore_files([tmp_path / "p.png"], model, task="denoise")
     assert [r.dst.name for r in summary.done] == ["p_denoise.png"]
+    # a plain Upscaler (or a loader returning a path) becomes a Restorer; junk is refused
+    up = R.load_model(weights, device="cpu")
+    again = R.restore_files([tmp_path / "p.png"], up, task="denoise", output=tmp_path / "o")
+    assert isinstance(again.model, R.Restorer) and len(again.done) == 1
+    assert np.array_equal(read_image(again.done[0].dst), read_image(summary.done[0].dst))
+    via = R.restore_files([tmp_path / "p.png"], lambda: weights, task="denoise",
+                          output=tmp_path / "v")  # fmt: skip
+    assert isinstance(via.model, R.Restorer) and len(via.done) == 1
+    with pytest.raises(LightSRError, match="expected a Restorer, a checkpoint path or name"):
+        R.restore_files([tmp_path / "p.png"], 3, task="denoise")
 
 
 # --------------------------------------------------------------------------------------------
