@@ -107,6 +107,11 @@ def test_cli_json_csv_markdown_and_save_images(tmp_path: Path, capsys) -> None:
     assert rec["dataset"] == "Set5" and rec["scale"] == 4 and rec["images"] == 5
     assert abs(rec["psnr"] - 28.42) <= 0.01
     assert len(list((tmp_path / "Set5").glob("*.png"))) == 5
+    assert main([*base, "--limit", "2", "--json", "--per-image"]) == 0
+    (rec,) = json.loads(capsys.readouterr().out)
+    assert rec["images"] == 2 and [r["image"] for r in rec["per_image"]] == ["baby", "bird"]
+    assert main([*base, "--limit", "0"]) == 2
+    assert "--limit: expected a number of images >= 1, found 0" in capsys.readouterr().err
     assert main([*base, "--csv"]) == 0
     assert capsys.readouterr().out.startswith("model,dataset,scale,degrade,psnr,ssim")
     assert main([*base, "--markdown"]) == 0

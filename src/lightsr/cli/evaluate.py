@@ -36,6 +36,8 @@ def run_eval(args: argparse.Namespace) -> int:
         parse_metrics,
     )
 
+    if args.limit is not None and args.limit < 1:
+        raise LightSRError(f"--limit: expected a number of images >= 1, found {args.limit}")
     if args.task != "sr":  # denoise, jpeg, depth: lightsr.restoration's protocols
         from lightsr.cli.restore import run_task_eval
 
@@ -98,6 +100,7 @@ def run_eval(args: argparse.Namespace) -> int:
             degradations=degradations,
             metrics=metrics,
             reference=reference,
+            limit=args.limit,
         )
     if args.json:
         print(json.dumps([r.record(per_image=args.per_image) for r in results], indent=2))
@@ -186,6 +189,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--save-images", metavar="DIR", help="write SR images to DIR/<dataset>/")
     add_tile_flags(p)
     p.add_argument("--per-image", action="store_true", help="with --json: per-image scores")
+    p.add_argument("--limit", type=int, metavar="N",
+                   help="only the first N images of each dataset (sorted by name)")  # fmt: skip
     p.add_argument(
         "--degrade", action="append", default=[], metavar="KIND:LEVEL",
         help="degrade the LR first: jpeg:40, blur:1.0 (sigma), noise:10 (sigma/255), or "

@@ -138,7 +138,7 @@ def run_task_eval(args: argparse.Namespace) -> int:
 
 
 def add_task_eval_flags(p: argparse.ArgumentParser) -> None:
-    """``--task``, ``--sigma``, ``--quality``, ``--seed``, ``--limit`` of ``lightsr eval``."""
+    """``--task``, ``--sigma``, ``--quality``, ``--seed`` of ``lightsr eval``."""
     g = p.add_argument_group("restoration tasks (lightsr.restoration)")
     g.add_argument(
         "--task", default="sr", choices=("sr", "denoise", "jpeg", "depth"),
@@ -149,7 +149,6 @@ def add_task_eval_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sigma", type=float, help="denoise: noise level on the 0-255 scale (25)")
     g.add_argument("--quality", type=int, help="jpeg: JPEG quality 1-100 (20)")
     g.add_argument("--seed", type=int, default=0, help="denoise: noise seed (0)")
-    g.add_argument("--limit", type=int, help="only the first N images of each dataset")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

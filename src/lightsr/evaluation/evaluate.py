@@ -397,6 +397,7 @@ def evaluate(
     degradations: Sequence[tuple[str, float]] = (),
     metrics: Sequence[str] = ("psnr", "ssim"),
     reference: bool = True,
+    limit: int | None = None,
 ) -> list[EvalResult]:
     """Evaluate an SR function (or ``"bicubic"``/``"bicubic-rgb"``) on datasets at one scale.
 
@@ -419,14 +420,17 @@ def evaluate(
         reference: False: each dataset folder holds inputs without ground truth; each image is
             upscaled (``bicubic`` and ``bicubic-rgb``: MATLAB ``imresize`` of the RGB image) and
             only no-reference metrics are allowed.
+        limit: only the first ``limit`` images of each dataset (sorted by name).
     """
     metrics = parse_metrics(metrics, reference=reference)
+    if limit is not None and limit < 1:
+        raise LightSRError(f"limit: expected a number of images >= 1, found {limit}")
     if not reference and lr_dir is not None:
         raise LightSRError("--lr-dir needs a reference: the datasets are the inputs already")
     results = []
     for ds in datasets:
         name, folder = _dataset_folders(ds, data_root, reference)
-        files = _images(folder)
+        files = _images(folder)[:limit]
         ds_lr = None
         if lr_dir is not None:
             ds_lr = lr_dir / name if len(datasets) > 1 and (lr_dir / name).is_dir() else lr_dir
