@@ -40,7 +40,7 @@ the checkpoint (``head``, ``cells.{i}.conv1.conv1x1/act``, ``cells.{i}.conv{2,3}
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -48,6 +48,8 @@ from torch import nn
 
 from lightsr.models import base
 from lightsr.models.base import ArchDescriptor, Detected, StateDict, fold_branches
+
+from ._blocks import pad_to_min_size, pixelshuffle_upsampler
 
 __all__ = ["ARCH", "EDGE_FILTERS", "EFDN", "MIN_SIZE", "reparameterise"]
 
@@ -143,32 +145,45 @@ class _Conv1x1Edge(nn.Module):
         return weight, self.bias + depthwise.sum((1, 2)) * self.b0
 
 
+@dataclass(frozen=True)
+class _EDBBForm:
+    """Which branches every EDBB of a network keeps and sums (the :class:`EFDN` arguments of
+    the same names; see there)."""
+
+    training_form: bool
+    mid_channels: int | None
+    with_13: bool
+    with_idt: bool
+
+    def __post_init__(self) -> None:
+        branch_options = self.mid_channels is not None or self.with_13 or self.with_idt
+        if branch_options and not self.training_form:
+            raise ValueError(
+                "EFDN: mid_channels, with_13 and with_idt describe the training form's "
+                "branches; add training_form=True"
+            )
+        if self.mid_channels is not None and self.mid_channels < 1:
+            raise ValueError(f"EFDN: mid_channels must be >= 1, got {self.mid_channels}")
+
+
 class _EDBB(nn.Module):
     """Edge-enhanced diverse branch block: the sum of its branches, then PReLU.
 
     Args:
         n_feats: channels in and out.
-        training_form: keep the branches (see the module docstring); else only ``rep_conv``.
-        mid_channels: width inside ``conv1x1_3x3`` (None: ``n_feats``).
-        with_13: add the ``conv1x1_3x3`` branch to the sum; ``with_idt``: add the input.
+        form: the branches kept (all, or only ``rep_conv``) and summed; the width inside
+            ``conv1x1_3x3`` (None: ``n_feats``).
     """
 
-    def __init__(
-        self,
-        n_feats: int,
-        *,
-        training_form: bool = False,
-        mid_channels: int | None = None,
-        with_13: bool = False,
-        with_idt: bool = False,
-    ) -> None:
+    def __init__(self, n_feats: int, form: _EDBBForm) -> None:
         super().__init__()
-        self.training_form, self.with_13, self.with_idt = training_form, with_13, with_idt
+        self.training_form = form.training_form
+        self.with_13, self.with_idt = form.with_13, form.with_idt
         self.rep_conv = nn.Conv2d(n_feats, n_feats, 3, padding=1)
-        if training_form:
+        if form.training_form:
             self.conv1x1 = nn.Conv2d(n_feats, n_feats, 1)
-            self.conv1x1_3x3 = _Conv1x1Conv3x3(n_feats, mid_channels or n_feats)
-            if not with_13:  # kept for the official keys; frozen, so DDP finds no unused ones
+            self.conv1x1_3x3 = _Conv1x1Conv3x3(n_feats, form.mid_channels or n_feats)
+            if not form.with_13:  # kept for the official keys; frozen, so DDP finds no unused ones
                 self.conv1x1_3x3.requires_grad_(False)
             self.conv1x1_sbx = _Conv1x1Edge(n_feats, "sbx")
             self.conv1x1_sby = _Conv1x1Edge(n_feats, "sby")
@@ -208,11 +223,11 @@ class _EDBB(nn.Module):
 class _EFDB(nn.Module):
     """Edge-enhanced feature distillation block (Fig. 2)."""
 
-    def __init__(self, n_feats: int, edbb: Callable[[], _EDBB]) -> None:
+    def __init__(self, n_feats: int, form: _EDBBForm) -> None:
         super().__init__()
         self.conv1 = _Conv1x1(n_feats)
-        self.conv2 = edbb()
-        self.conv3 = edbb()
+        self.conv2 = _EDBB(n_feats, form)
+        self.conv3 = _EDBB(n_feats, form)
         self.branch = nn.ModuleList(nn.Conv2d(n_feats, n_feats // 2, 1) for _ in range(4))
         self.fuse = nn.Conv2d(2 * n_feats, n_feats, 1)
         self.att = _ESA(n_feats)
@@ -256,37 +271,17 @@ class EFDN(nn.Module):
         super().__init__()
         if upscaling_factor < 1 or n_feats % 4:
             raise ValueError("EFDN: upscaling_factor must be >= 1 and n_feats a multiple of 4")
-        if not training_form and (mid_channels is not None or with_13 or with_idt):
-            raise ValueError(
-                "EFDN: mid_channels, with_13 and with_idt describe the training form's "
-                "branches; add training_form=True"
-            )
-        if mid_channels is not None and mid_channels < 1:
-            raise ValueError(f"EFDN: mid_channels must be >= 1, got {mid_channels}")
+        form = _EDBBForm(training_form, mid_channels, with_13, with_idt)  # checks them
         self.scale = upscaling_factor
         self.training_form = training_form
-
-        def edbb() -> _EDBB:
-            return _EDBB(
-                n_feats,
-                training_form=training_form,
-                mid_channels=mid_channels,
-                with_13=with_13,
-                with_idt=with_idt,
-            )
-
         self.head = nn.Conv2d(3, n_feats, 3, padding=1)
-        self.cells = nn.ModuleList(_EFDB(n_feats, edbb) for _ in range(4))
+        self.cells = nn.ModuleList(_EFDB(n_feats, form) for _ in range(4))
         self.local_fuse = nn.ModuleList(nn.Conv2d(2 * n_feats, n_feats, 1) for _ in range(3))
-        self.tail = nn.Sequential(
-            nn.Conv2d(n_feats, 3 * upscaling_factor**2, 3, padding=1),
-            nn.PixelShuffle(upscaling_factor),
-        )
+        self.tail = pixelshuffle_upsampler(n_feats, upscaling_factor)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        if h < MIN_SIZE or w < MIN_SIZE:  # the ESA's pooling would be empty
-            x = F.pad(x, (0, max(0, MIN_SIZE - w), 0, max(0, MIN_SIZE - h)), mode="replicate")
+        x = pad_to_min_size(x, MIN_SIZE)  # else the ESA's pooling would be empty
         out0 = self.head(x)
         out1 = self.cells[0](out0)
         out2 = self.cells[1](out1)

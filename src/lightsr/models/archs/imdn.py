@@ -19,6 +19,9 @@ uses statistics of the whole image, so tiled inference differs slightly from a f
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,7 +29,9 @@ from torch import nn
 from lightsr.models import base
 from lightsr.models.base import ArchDescriptor, Detected, StateDict
 
-__all__ = ["ARCH", "IMDB", "IMDN", "CCALayer"]
+from ._blocks import pixelshuffle_upsampler
+
+__all__ = ["ARCH", "IMDB", "IMDN", "CCALayer", "DistillationTrunk"]
 
 _SLOPE = 0.05  # LeakyReLU slope of the official code
 
@@ -87,8 +92,48 @@ class IMDB(nn.Module):
         return self.c5(self.cca(out)) + x
 
 
-class IMDN(nn.Module):
-    """The IMDN network.
+class DistillationTrunk(nn.Module):
+    """IMDN's network around its blocks (Sec. 3), which RFDN keeps: a 3x3 conv ``fea_conv`` to
+    ``nf`` features; the blocks, chained; all their outputs concatenated and fused by a 1x1 conv
+    + LeakyReLU (``c``); a 3x3 ``LR_conv`` plus ``fea_conv``'s output (the global residual); a
+    3x3 conv + PixelShuffle ``upsampler``. A subclass names its blocks.
+
+    Args:
+        nf: feature channels.
+        num_modules: number of blocks.
+        upscaling_factor: output scale.
+    """
+
+    #: Builds one block of width ``nf``.
+    block: ClassVar[Callable[[int], nn.Module]]
+    #: The blocks' names without their index from 1 (official: ``IMDB1``.. in IMDN, ``B1``.. in
+    #: RFDN).
+    block_prefix: ClassVar[str]
+
+    def __init__(self, *, nf: int, num_modules: int, upscaling_factor: int) -> None:
+        super().__init__()
+        self.scale = upscaling_factor
+        self.num_modules = num_modules
+        self.fea_conv = _conv(3, nf, 3)
+        for i in range(num_modules):
+            self.add_module(f"{self.block_prefix}{i + 1}", self.block(nf))
+        self.c = nn.Sequential(_conv(nf * num_modules, nf, 1), nn.LeakyReLU(_SLOPE, inplace=True))
+        self.LR_conv = _conv(nf, nf, 3)
+        self.upsampler = pixelshuffle_upsampler(nf, upscaling_factor)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fea = self.fea_conv(x)
+        outs = []
+        out = fea
+        for i in range(self.num_modules):
+            out = getattr(self, f"{self.block_prefix}{i + 1}")(out)
+            outs.append(out)
+        body = self.LR_conv(self.c(torch.cat(outs, dim=1))) + fea  # global residual
+        return self.upsampler(body)
+
+
+class IMDN(DistillationTrunk):
+    """The IMDN network: :class:`DistillationTrunk` with IMDBs.
 
     Args:
         nf: feature channels (64).
@@ -96,30 +141,13 @@ class IMDN(nn.Module):
         upscaling_factor: output scale.
     """
 
+    block = IMDB
+    block_prefix = "IMDB"
+
     def __init__(self, *, nf: int = 64, num_modules: int = 6, upscaling_factor: int = 4) -> None:
-        super().__init__()
         if upscaling_factor < 1:
             raise ValueError(f"IMDN: upscaling_factor must be >= 1, got {upscaling_factor}")
-        self.scale = upscaling_factor
-        self.num_modules = num_modules
-        self.fea_conv = _conv(3, nf, 3)
-        for i in range(num_modules):  # official names IMDB1..IMDBn
-            self.add_module(f"IMDB{i + 1}", IMDB(nf))
-        self.c = nn.Sequential(_conv(nf * num_modules, nf, 1), nn.LeakyReLU(_SLOPE, inplace=True))
-        self.LR_conv = _conv(nf, nf, 3)
-        self.upsampler = nn.Sequential(
-            _conv(nf, 3 * upscaling_factor**2, 3), nn.PixelShuffle(upscaling_factor)
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fea = self.fea_conv(x)
-        outs = []
-        out = fea
-        for i in range(self.num_modules):
-            out = getattr(self, f"IMDB{i + 1}")(out)
-            outs.append(out)
-        body = self.LR_conv(self.c(torch.cat(outs, dim=1))) + fea  # global residual
-        return self.upsampler(body)
+        super().__init__(nf=nf, num_modules=num_modules, upscaling_factor=upscaling_factor)
 
 
 def detect(sd: StateDict) -> Detected | None:

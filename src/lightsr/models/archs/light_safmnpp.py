@@ -6,9 +6,9 @@ images x4 in real time.
 
 Compared with SAFMN++ (:mod:`lightsr.models.archs.safmnpp`):
 
-- the simplified SAFM splits the ``proj`` output in two halves: the first half is pooled by 8,
-  convolved depth-wise, upsampled bilinearly and modulates itself through GELU; concatenated
-  with the second half, GELU, 1x1 ``out``;
+- the simplified SAFM (SAFMN++'s, with ``ratio=2``) splits the ``proj`` output in two halves:
+  the first half is pooled by 8, convolved depth-wise, upsampled bilinearly and modulates itself
+  through GELU; concatenated with the second half, GELU, 1x1 ``out``;
 - a block is ``CCM(SimpleSAFM(X))`` with no residual inside; a residual goes around the whole
   body instead (as in the paper's SAFMN), and there is no bilinear skip from the input;
 - the CCM's convs are ``conv.0``/``conv.2`` (a Sequential with GELU between).
@@ -22,44 +22,20 @@ inside.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from lightsr.models import base
 from lightsr.models.base import ArchDescriptor, Detected, StateDict
 
+from ._blocks import ccm_layers, pad_to_min_size, pixelshuffle_upsampler
+from .safmnpp import MIN_SIZE, SimpleSAFM, simple_safm_config
+
 __all__ = ["ARCH", "MIN_SIZE", "LightSAFMNPP"]
-
-#: The pooled branch is pooled by 8: the smallest side that runs as is.
-MIN_SIZE = 8
-
-
-class _SimpleSAFM(nn.Module):
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        half = dim // 2
-        self.proj = nn.Conv2d(dim, dim, 3, padding=1, bias=False)
-        self.dwconv = nn.Conv2d(half, half, 3, padding=1, groups=half, bias=False)
-        self.out = nn.Conv2d(dim, dim, 1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        x0, x1 = self.proj(x).chunk(2, dim=1)
-        s = self.dwconv(F.adaptive_max_pool2d(x0, (h // 8, w // 8)))
-        s = F.interpolate(s, size=(h, w), mode="bilinear", align_corners=False)
-        x2 = F.gelu(s) * x0
-        return self.out(F.gelu(torch.cat([x1, x2], dim=1)))
 
 
 class _CCM(nn.Module):
     def __init__(self, dim: int, *, ffn_scale: float) -> None:
         super().__init__()
-        hidden = int(dim * ffn_scale)
-        self.conv = nn.Sequential(
-            nn.Conv2d(dim, hidden, 3, padding=1, bias=False),
-            nn.GELU(),
-            nn.Conv2d(hidden, dim, 1, bias=False),
-        )
+        self.conv = ccm_layers(dim, ffn_scale=ffn_scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(x)
@@ -68,7 +44,7 @@ class _CCM(nn.Module):
 class _Block(nn.Module):
     def __init__(self, dim: int, *, ffn_scale: float) -> None:
         super().__init__()
-        self.conv1 = _SimpleSAFM(dim)
+        self.conv1 = SimpleSAFM(dim, ratio=2)
         self.conv2 = _CCM(dim, ffn_scale=ffn_scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -101,15 +77,11 @@ class LightSAFMNPP(nn.Module):
         self.scale = upscaling_factor
         self.to_feat = nn.Conv2d(3, dim, 3, padding=1, bias=False)
         self.feats = nn.Sequential(*(_Block(dim, ffn_scale=ffn_scale) for _ in range(n_blocks)))
-        self.to_img = nn.Sequential(
-            nn.Conv2d(dim, 3 * upscaling_factor**2, 3, padding=1, bias=False),
-            nn.PixelShuffle(upscaling_factor),
-        )
+        self.to_img = pixelshuffle_upsampler(dim, upscaling_factor, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        if h < MIN_SIZE or w < MIN_SIZE:  # the pooled branch would be empty
-            x = F.pad(x, (0, max(0, MIN_SIZE - w), 0, max(0, MIN_SIZE - h)), mode="replicate")
+        x = pad_to_min_size(x, MIN_SIZE)  # else the pooled branch would be empty
         x = self.to_feat(x)
         x = self.feats(x) + x  # residual around the body
         return self.to_img(x)[..., : h * self.scale, : w * self.scale]
@@ -118,17 +90,10 @@ class LightSAFMNPP(nn.Module):
 def detect(sd: StateDict) -> Detected | None:
     """Light SAFMN++ (AIS 2024): ``feats.N.conv1.proj`` with a depth-wise conv on half the
     channels and a CCM ``conv2.conv.{0,2}``. SAFMN++ has ``conv2.conv1`` and a third."""
-    needed = ("to_feat.weight", "feats.0.conv1.proj.weight", "feats.0.conv2.conv.0.weight")
-    if not base.has_keys(sd, *needed, "to_img.0.weight") or "feats.0.conv2.conv1.weight" in sd:
+    if "feats.0.conv2.conv1.weight" in sd:
         return None
-    scale = base.pixelshuffle_scale(sd["to_img.0.weight"].shape[0])
-    dim = sd["to_feat.weight"].shape[0]
-    if scale is None or sd["feats.0.conv1.dwconv.weight"].shape[0] != dim // 2:
-        return None
-    hidden = sd["feats.0.conv2.conv.0.weight"].shape[0]
-    n_blocks = base.count_indices(sd, r"feats\.(\d+)\.")
-    config = {"dim": dim, "n_blocks": n_blocks, "ffn_scale": hidden / dim}
-    return Detected("light_safmnpp", config, scale)
+    found = simple_safm_config(sd, hidden_key="feats.0.conv2.conv.0.weight", ratio=2)
+    return None if found is None else Detected("light_safmnpp", *found)
 
 
 #: fp16: the AIS 2024 weights' activations reach 2e4 in float32; float16 autocast drifts by

@@ -29,6 +29,9 @@ from torch import nn
 from lightsr.models import base
 from lightsr.models.base import ArchDescriptor, Detected, StateDict
 
+from ._blocks import pad_to_min_size
+from .imdn import DistillationTrunk
+
 __all__ = ["ARCH", "MIN_SIZE", "RFDB", "RFDN", "ESAFull"]
 
 _SLOPE = 0.05
@@ -98,8 +101,9 @@ class RFDB(nn.Module):
         return self.esa(self.c5(torch.cat([d1, d2, d3, r4], dim=1)))
 
 
-class RFDN(nn.Module):
-    """The RFDN network.
+class RFDN(DistillationTrunk):
+    """The RFDN network: IMDN's :class:`~lightsr.models.archs.imdn.DistillationTrunk` with
+    RFDBs, on inputs scaled to ``img_range``.
 
     Args:
         nf: feature channels (50 in the AIM 2020 model).
@@ -107,6 +111,9 @@ class RFDN(nn.Module):
         upscaling_factor: output scale.
         img_range: the pixel range the weights were trained in (255 for the AIM checkpoint).
     """
+
+    block = RFDB
+    block_prefix = "B"
 
     def __init__(
         self,
@@ -116,38 +123,16 @@ class RFDN(nn.Module):
         upscaling_factor: int = 4,
         img_range: float = 255.0,
     ) -> None:
-        super().__init__()
         if upscaling_factor < 1:
             raise ValueError(f"RFDN: upscaling_factor must be >= 1, got {upscaling_factor}")
-        self.scale = upscaling_factor
+        super().__init__(nf=nf, num_modules=num_modules, upscaling_factor=upscaling_factor)
         self.img_range = img_range
-        self.num_modules = num_modules
-        self.fea_conv = nn.Conv2d(3, nf, 3, padding=1)
-        for i in range(num_modules):  # official names B1..Bn
-            self.add_module(f"B{i + 1}", RFDB(nf))
-        self.c = nn.Sequential(nn.Conv2d(nf * num_modules, nf, 1), nn.LeakyReLU(_SLOPE, True))
-        self.LR_conv = nn.Conv2d(nf, nf, 3, padding=1)
-        self.upsampler = nn.Sequential(
-            nn.Conv2d(nf, 3 * upscaling_factor**2, 3, padding=1),
-            nn.PixelShuffle(upscaling_factor),
-        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        if h < MIN_SIZE or w < MIN_SIZE:
-            # The official code raises here (the ESA's pooled map would be empty). Replicating
-            # the bottom/right edge up to MIN_SIZE and cropping the output defines the network
-            # below 15 px as lightsr's other pooled networks do (EFDN, SAFMNv3); at 15 px and
-            # more this branch is not taken, so those outputs are the official ones, bit for bit.
-            x = F.pad(x, (0, max(0, MIN_SIZE - w), 0, max(0, MIN_SIZE - h)), mode="replicate")
-        fea = self.fea_conv(x * self.img_range)
-        outs = []
-        out = fea
-        for i in range(self.num_modules):
-            out = getattr(self, f"B{i + 1}")(out)
-            outs.append(out)
-        body = self.LR_conv(self.c(torch.cat(outs, dim=1))) + fea  # global residual
-        y = self.upsampler(body) / self.img_range
+        # The official code raises below MIN_SIZE (the ESA's pooled map would be empty).
+        x = pad_to_min_size(x, MIN_SIZE)
+        y = super().forward(x * self.img_range) / self.img_range
         return y[..., : h * self.scale, : w * self.scale]
 
 

@@ -29,6 +29,8 @@ from torch import nn
 from lightsr.models import base
 from lightsr.models.base import ArchDescriptor, Detected, StateDict
 
+from ._blocks import pad_to_min_size, pixelshuffle_upsampler
+
 __all__ = ["ARCH", "ESA", "MIN_SIZE", "RLFB", "RLFN"]
 
 _SLOPE = 0.05
@@ -124,19 +126,12 @@ class RLFN(nn.Module):
                 RLFB(feature_channels, mid_channels=mid, esa_channels=esa_channels),
             )
         self.conv_2 = nn.Conv2d(feature_channels, feature_channels, 3, padding=1)
-        self.upsampler = nn.Sequential(
-            nn.Conv2d(feature_channels, 3 * upscaling_factor**2, 3, padding=1),
-            nn.PixelShuffle(upscaling_factor),
-        )
+        self.upsampler = pixelshuffle_upsampler(feature_channels, upscaling_factor)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        if h < MIN_SIZE or w < MIN_SIZE:
-            # The official code raises here (the ESA's pooled map would be empty). Replicating
-            # the bottom/right edge up to MIN_SIZE and cropping the output defines the network
-            # below 15 px as lightsr's other pooled networks do (EFDN, SAFMNv3); at 15 px and
-            # more this branch is not taken, so those outputs are the official ones, bit for bit.
-            x = F.pad(x, (0, max(0, MIN_SIZE - w), 0, max(0, MIN_SIZE - h)), mode="replicate")
+        # The official code raises below MIN_SIZE (the ESA's pooled map would be empty).
+        x = pad_to_min_size(x, MIN_SIZE)
         fea = self.conv_1(x * self.img_range)
         out = fea
         for i in range(self.n_blocks):

@@ -42,6 +42,8 @@ from torch import nn
 from lightsr.models import base
 from lightsr.models.base import ArchDescriptor, Detected, StateDict
 
+from ._blocks import pixelshuffle_upsampler, safmn_layout_config
+
 __all__ = [
     "ARCH",
     "CCM",
@@ -292,48 +294,25 @@ class FeatureMixingModule(nn.Module):
 
     Args:
         dim: channels.
-        ffn_scale: CCM expansion ratio.
-        safm: keep the SAFM half (False drops it with ``norm1``: ablation "SAFM -> None").
-        ccm: CCM kind (see :class:`CCM`); ``"none"`` drops the CCM half with ``norm2``.
+        safm: the SAFM half (None drops it with ``norm1``: ablation "SAFM -> None").
+        ccm: the CCM half (None drops it with ``norm2``: ablation "CCM -> None").
         norm: normalisation before each half (see :class:`SAFMN`).
-        modulation, multi_scale, aggregation, pool, safm_act: SAFM options (see :class:`SAFM`).
-        se_reduction: SE bottleneck ratio for ``ccm="ccm-se"``.
     """
 
     def __init__(
-        self,
-        dim: int,
-        *,
-        ffn_scale: float = 2.0,
-        safm: bool = True,
-        ccm: CCMKind = "ccm",
-        norm: NormKind = "ln",
-        modulation: bool = True,
-        multi_scale: bool = True,
-        aggregation: bool = True,
-        pool: PoolKind = "max",
-        safm_act: ActKind = "gelu",
-        se_reduction: int = 4,
+        self, dim: int, *, safm: SAFM | None, ccm: CCM | None, norm: NormKind = "ln"
     ) -> None:
         super().__init__()
-        _check_choice("ccm", ccm, _CCMS)
-        self.has_safm = safm
-        self.has_ccm = ccm != "none"
+        self.has_safm = safm is not None
+        self.has_ccm = ccm is not None
         if self.has_safm:
             self.norm1 = _make_norm(norm, dim)
         if self.has_ccm:
             self.norm2 = _make_norm(norm, dim)
-        if self.has_safm:
-            self.safm = SAFM(
-                dim,
-                modulation=modulation,
-                multi_scale=multi_scale,
-                aggregation=aggregation,
-                pool=pool,
-                act=safm_act,
-            )
-        if self.has_ccm:
-            self.ccm = CCM(dim, ffn_scale=ffn_scale, kind=ccm, se_reduction=se_reduction)
+        if safm is not None:  # after the norms: the official order of the keys
+            self.safm = safm
+        if ccm is not None:
+            self.ccm = ccm
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.has_safm:
@@ -399,29 +378,28 @@ class SAFMN(nn.Module):
         if not safm and ccm == "none":
             raise ValueError("SAFMN: safm=False with ccm='none' leaves empty blocks; keep one")
         self.scale = upscaling_factor
-        self.to_feat = nn.Conv2d(3, dim, 3, 1, 1)
-        self.feats = nn.Sequential(
-            *(
-                FeatureMixingModule(
+
+        def block() -> FeatureMixingModule:
+            _check_choice("ccm", ccm, _CCMS)
+            _check_choice("norm", norm, _NORMS)
+            safm_half = None
+            if safm:
+                safm_half = SAFM(
                     dim,
-                    ffn_scale=ffn_scale,
-                    safm=safm,
-                    ccm=ccm,
-                    norm=norm,
                     modulation=modulation,
                     multi_scale=multi_scale,
                     aggregation=aggregation,
                     pool=pool,
-                    safm_act=safm_act,
-                    se_reduction=se_reduction,
+                    act=safm_act,
                 )
-                for _ in range(n_blocks)
-            )
-        )
-        self.to_img = nn.Sequential(
-            nn.Conv2d(dim, 3 * upscaling_factor**2, 3, 1, 1),
-            nn.PixelShuffle(upscaling_factor),
-        )
+            ccm_half = None
+            if ccm != "none":
+                ccm_half = CCM(dim, ffn_scale=ffn_scale, kind=ccm, se_reduction=se_reduction)
+            return FeatureMixingModule(dim, safm=safm_half, ccm=ccm_half, norm=norm)
+
+        self.to_feat = nn.Conv2d(3, dim, 3, 1, 1)
+        self.feats = nn.Sequential(*(block() for _ in range(n_blocks)))
+        self.to_img = pixelshuffle_upsampler(dim, upscaling_factor)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         image = x
@@ -446,14 +424,8 @@ def detect(sd: StateDict) -> Detected | None:
     )
     if not base.has_keys(sd, *needed) or "norm.gamma" in sd or "feats.0.conv1.proj.weight" in sd:
         return None
-    scale = base.pixelshuffle_scale(sd["to_img.0.weight"].shape[0])
-    if scale is None:
-        return None
-    dim = sd["to_feat.weight"].shape[0]
-    hidden = sd["feats.0.ccm.ccm.0.weight"].shape[0]
-    n_blocks = base.count_indices(sd, r"feats\.(\d+)\.")
-    config = {"dim": dim, "n_blocks": n_blocks, "ffn_scale": hidden / dim}
-    return Detected("safmn", config, scale)
+    found = safmn_layout_config(sd, "feats.0.ccm.ccm.0.weight")
+    return None if found is None else Detected("safmn", *found)
 
 
 ARCH = ArchDescriptor(

@@ -33,6 +33,8 @@ from torch import nn
 from lightsr.models import base
 from lightsr.models.base import ArchDescriptor, Detected, StateDict
 
+from ._blocks import ccm_layers, pad_to_min_size, pixelshuffle_upsampler, safmn_layout_config
+
 __all__ = ["ARCH", "GRN", "MIN_SIZE", "SAFMNNTIRE2023"]
 
 #: Deepest pooling is by 2**4 (branch 3 at level i + 1): the smallest side that runs as is.
@@ -87,12 +89,7 @@ class _CCM(nn.Module):
 
     def __init__(self, dim: int, *, ffn_scale: float) -> None:
         super().__init__()
-        hidden = int(dim * ffn_scale)
-        self.ccm = nn.Sequential(
-            nn.Conv2d(dim, hidden, 3, padding=1, bias=False),
-            nn.GELU(),
-            nn.Conv2d(hidden, dim, 1, bias=False),
-        )
+        self.ccm = ccm_layers(dim, ffn_scale=ffn_scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.ccm(x)
@@ -136,15 +133,11 @@ class SAFMNNTIRE2023(nn.Module):
         self.norm = GRN(dim)
         self.to_feat = nn.Conv2d(3, dim, 3, padding=1)
         self.feats = nn.Sequential(*(_Block(dim, ffn_scale=ffn_scale) for _ in range(n_blocks)))
-        self.to_img = nn.Sequential(
-            nn.Conv2d(dim, 3 * upscaling_factor**2, 3, padding=1),
-            nn.PixelShuffle(upscaling_factor),
-        )
+        self.to_img = pixelshuffle_upsampler(dim, upscaling_factor)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        if h < MIN_SIZE or w < MIN_SIZE:  # a pooled side would be empty
-            x = F.pad(x, (0, max(0, MIN_SIZE - w), 0, max(0, MIN_SIZE - h)), mode="replicate")
+        x = pad_to_min_size(x, MIN_SIZE)  # else a pooled side would be empty
         base = F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False)
         y = self.to_img(self.feats(self.norm(self.to_feat(x)))) + base
         return y[..., : h * self.scale, : w * self.scale]
@@ -156,16 +149,8 @@ def detect(sd: StateDict) -> Detected | None:
     needed = ("norm.gamma", "to_feat.weight", "feats.0.safm.aggr.weight", "to_img.0.weight")
     if not base.has_keys(sd, *needed) or "feats.0.norm1.weight" in sd:
         return None
-    scale = base.pixelshuffle_scale(sd["to_img.0.weight"].shape[0])
-    if scale is None:
-        return None
-    dim = sd["to_feat.weight"].shape[0]
-    config = {
-        "dim": dim,
-        "n_blocks": base.count_indices(sd, r"feats\.(\d+)\."),
-        "ffn_scale": sd["feats.0.ccm.ccm.0.weight"].shape[0] / dim,
-    }
-    return Detected("safmn_ntire2023", config, scale)
+    found = safmn_layout_config(sd, "feats.0.ccm.ccm.0.weight")
+    return None if found is None else Detected("safmn_ntire2023", *found)
 
 
 ARCH = ArchDescriptor(name="safmn_ntire2023", build=SAFMNNTIRE2023, detect=detect, scales=(4,))

@@ -22,6 +22,8 @@ checkpoint (``to_feat``, ``feats.{i}.conv1.proj/dwconv/out``, ``feats.{i}.conv2.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -29,18 +31,21 @@ from torch import nn
 from lightsr.models import base
 from lightsr.models.base import ArchDescriptor, Detected, StateDict
 
-__all__ = ["ARCH", "MIN_SIZE", "SAFMNPP", "SimpleSAFM"]
+from ._blocks import ConvFFN, pad_to_min_size, pixelshuffle_upsampler, safmn_layout_config
+
+__all__ = ["ARCH", "MIN_SIZE", "SAFMNPP", "SimpleSAFM", "simple_safm_config"]
 
 #: The pooled branch is pooled by 8: the smallest side that runs as is.
 MIN_SIZE = 8
 
 
 class SimpleSAFM(nn.Module):
-    """Simplified SAFM of SAFMN++.
+    """Simplified SAFM of SAFMN++ (and, with ``ratio=2``, of Light SAFMN++).
 
     Args:
         dim: channels.
-        ratio: the pooled branch has ``dim // ratio`` channels (3 in SAFMN++).
+        ratio: the pooled branch has ``dim // ratio`` channels (3 in SAFMN++, 2 in Light
+            SAFMN++).
     """
 
     def __init__(self, dim: int, *, ratio: int = 3) -> None:
@@ -60,22 +65,11 @@ class SimpleSAFM(nn.Module):
         return self.out(F.gelu(torch.cat([x1, x2], dim=1)))
 
 
-class _CCM(nn.Module):
-    def __init__(self, dim: int, *, ffn_scale: float) -> None:
-        super().__init__()
-        hidden = int(dim * ffn_scale)
-        self.conv1 = nn.Conv2d(dim, hidden, 3, padding=1, bias=False)
-        self.conv2 = nn.Conv2d(hidden, dim, 1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv2(F.gelu(self.conv1(x)))
-
-
 class _Block(nn.Module):
     def __init__(self, dim: int, *, ffn_scale: float) -> None:
         super().__init__()
         self.conv1 = SimpleSAFM(dim, ratio=3)
-        self.conv2 = _CCM(dim, ffn_scale=ffn_scale)
+        self.conv2 = ConvFFN(dim, ffn_scale=ffn_scale, kernel_size=3)  # the CCM
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv2(self.conv1(x)) + x
@@ -105,35 +99,40 @@ class SAFMNPP(nn.Module):
         self.scale = upscaling_factor
         self.to_feat = nn.Conv2d(3, dim, 3, padding=1, bias=False)
         self.feats = nn.Sequential(*(_Block(dim, ffn_scale=ffn_scale) for _ in range(n_blocks)))
-        self.to_img = nn.Sequential(
-            nn.Conv2d(dim, 3 * upscaling_factor**2, 3, padding=1, bias=False),
-            nn.PixelShuffle(upscaling_factor),
-        )
+        self.to_img = pixelshuffle_upsampler(dim, upscaling_factor, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        if h < MIN_SIZE or w < MIN_SIZE:  # the pooled branch would be empty
-            x = F.pad(x, (0, max(0, MIN_SIZE - w), 0, max(0, MIN_SIZE - h)), mode="replicate")
+        x = pad_to_min_size(x, MIN_SIZE)  # else the pooled branch would be empty
         base = F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False)
         y = self.to_img(self.feats(self.to_feat(x))) + base
         return y[..., : h * self.scale, : w * self.scale]
+
+
+def simple_safm_config(
+    sd: StateDict, *, hidden_key: str, ratio: int
+) -> tuple[dict[str, Any], int] | None:
+    """The config and scale of a network of :class:`SimpleSAFM` blocks (SAFMN++, Light
+    SAFMN++): ``to_feat``, ``feats.N.conv1.proj`` and ``dwconv`` on ``dim // ratio`` channels,
+    the first feed-forward conv ``hidden_key``, ``to_img.0``. None when the tensors are not
+    such a network."""
+    needed = ("to_feat.weight", "feats.0.conv1.proj.weight", hidden_key, "to_img.0.weight")
+    if not base.has_keys(sd, *needed):
+        return None
+    found = safmn_layout_config(sd, hidden_key)
+    if found is None or sd["feats.0.conv1.dwconv.weight"].shape[0] != found[0]["dim"] // ratio:
+        return None
+    return found
 
 
 def detect(sd: StateDict) -> Detected | None:
     """SAFMN++ (NTIRE 2024): ``feats.N.conv1.proj`` with a depth-wise conv on a third of the
     channels, and a two-conv CCM ``conv2.conv1``/``conv2.conv2``. Light SAFMN++ has
     ``conv2.conv.0`` and a half-width depth-wise conv; SAFMNv3 has no ``conv1.proj``."""
-    needed = ("to_feat.weight", "feats.0.conv1.proj.weight", "feats.0.conv2.conv1.weight")
-    if not base.has_keys(sd, *needed, "to_img.0.weight") or "feats.0.conv2.conv.0.weight" in sd:
+    if "feats.0.conv2.conv.0.weight" in sd:
         return None
-    scale = base.pixelshuffle_scale(sd["to_img.0.weight"].shape[0])
-    dim = sd["to_feat.weight"].shape[0]
-    if scale is None or sd["feats.0.conv1.dwconv.weight"].shape[0] != dim // 3:
-        return None
-    hidden = sd["feats.0.conv2.conv1.weight"].shape[0]
-    n_blocks = base.count_indices(sd, r"feats\.(\d+)\.")
-    config = {"dim": dim, "n_blocks": n_blocks, "ffn_scale": hidden / dim}
-    return Detected("safmnpp", config, scale)
+    found = simple_safm_config(sd, hidden_key="feats.0.conv2.conv1.weight", ratio=3)
+    return None if found is None else Detected("safmnpp", *found)
 
 
 #: fp16: the NTIRE 2024 weights' activations reach 1e29 in float32.

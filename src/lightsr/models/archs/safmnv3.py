@@ -29,6 +29,8 @@ from torch import nn
 from lightsr.models import base
 from lightsr.models.base import ArchDescriptor, Detected, StateDict
 
+from ._blocks import ConvFFN, pad_to_min_size, pixelshuffle_upsampler, safmn_layout_config
+
 __all__ = ["ARCH", "MIN_SIZE", "SAFMNv3"]
 
 #: The pooling divides the sides by 8: the smallest side that runs as is.
@@ -71,22 +73,11 @@ class _SimpleSAFM(nn.Module):
         return self.out(F.gelu(torch.cat([x1, F.gelu(s) * x0], dim=1)))
 
 
-class _FFN(nn.Module):
-    def __init__(self, dim: int, *, ffn_scale: float) -> None:
-        super().__init__()
-        hidden = int(dim * ffn_scale)
-        self.conv1 = nn.Conv2d(dim, hidden, 1, bias=False)
-        self.conv2 = nn.Conv2d(hidden, dim, 1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv2(F.gelu(self.conv1(x)))
-
-
 class _Block(nn.Module):
     def __init__(self, dim: int, *, ffn_scale: float, split_dim: int) -> None:
         super().__init__()
         self.conv1 = _SimpleSAFM(dim, split_dim=split_dim)
-        self.conv2 = _FFN(dim, ffn_scale=ffn_scale)
+        self.conv2 = ConvFFN(dim, ffn_scale=ffn_scale, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv2(self.conv1(x)) + x
@@ -124,15 +115,11 @@ class SAFMNv3(nn.Module):
         self.feats = nn.Sequential(
             *(_Block(dim, ffn_scale=ffn_scale, split_dim=split_dim) for _ in range(n_blocks))
         )
-        self.to_img = nn.Sequential(
-            nn.Conv2d(dim, 3 * upscaling_factor**2, 3, padding=1, bias=False),
-            nn.PixelShuffle(upscaling_factor),
-        )
+        self.to_img = pixelshuffle_upsampler(dim, upscaling_factor, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        if h < MIN_SIZE or w < MIN_SIZE:  # a pooled side would be empty
-            x = F.pad(x, (0, max(0, MIN_SIZE - w), 0, max(0, MIN_SIZE - h)), mode="replicate")
+        x = pad_to_min_size(x, MIN_SIZE)  # else a pooled side would be empty
         skip = F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False)
         y = self.to_img(self.feats(self.to_feat(x))) + skip
         return y[..., : h * self.scale, : w * self.scale]
@@ -146,16 +133,11 @@ def detect(sd: StateDict) -> Detected | None:
         return None
     if "feats.0.conv1.proj.weight" in sd:
         return None
-    scale = base.pixelshuffle_scale(sd["to_img.0.weight"].shape[0])
-    if scale is None:
+    found = safmn_layout_config(sd, "feats.0.conv2.conv1.weight")
+    if found is None:
         return None
-    dim = sd["to_feat.weight"].shape[0]
-    config = {
-        "dim": dim,
-        "n_blocks": base.count_indices(sd, r"feats\.(\d+)\."),
-        "ffn_scale": sd["feats.0.conv2.conv1.weight"].shape[0] / dim,
-        "split_dim": sd["feats.0.conv1.dwconv.weight"].shape[0],
-    }
+    config, scale = found
+    config["split_dim"] = sd["feats.0.conv1.dwconv.weight"].shape[0]
     return Detected("safmnv3", config, scale)
 
 

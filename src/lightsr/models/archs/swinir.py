@@ -42,6 +42,8 @@ from torch import nn
 
 from lightsr.models.base import ArchDescriptor, Detected, StateDict, has_keys, pixelshuffle_scale
 
+from ._blocks import pixelshuffle_upsampler
+
 __all__ = [
     "ARCH",
     "Mlp",
@@ -49,6 +51,7 @@ __all__ = [
     "SwinIRSkeleton",
     "SwinLayer",
     "WindowAttention",
+    "WindowAttentionBase",
     "detect",
     "excluding_mask",
     "relative_position_index",
@@ -265,7 +268,39 @@ class Mlp(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
-class WindowAttention(nn.Module):
+class WindowAttentionBase(nn.Module):
+    """What SwinIR's :class:`WindowAttention` and UPS's attention share: a per-layer relative
+    position bias (``relative_position_bias_table`` indexed by ``relative_position_index``, both
+    made by the subclass), the shifted-window mask as :meth:`windows` takes it, and ``forward``;
+    the subclass computes the attention itself in :meth:`windows`."""
+
+    def position_bias(self) -> torch.Tensor:
+        n = self.relative_position_index.shape[0]
+        table = self.relative_position_bias_table[self.relative_position_index.view(-1)]
+        return table.view(n, n, -1).permute(2, 0, 1)  # (heads, N, N)
+
+    def prepare_mask(self, mask: torch.Tensor) -> torch.Tensor:
+        """The (nW, N, N) shifted-window mask (0 inside a region, -100 across) as :meth:`windows`
+        takes it: -inf across regions, so that softmax and ReLU rows give exact zeros there.
+
+        The official -100 leaves weights of about exp(-100), subnormal floats that add nothing
+        to a row but slow the product with the values several times over.
+        """
+        return excluding_mask(mask)
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None, shared: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return self.windows(x, None if mask is None else self.prepare_mask(mask), shared)
+
+    def windows(
+        self, x: torch.Tensor, mask: torch.Tensor | None, shared: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """:meth:`forward` on (B*nW, N, C) tokens with a mask from :meth:`prepare_mask`."""
+        raise NotImplementedError(f"{type(self).__name__} does not define windows()")
+
+
+class WindowAttention(WindowAttentionBase):
     """Swin window multi-head self-attention with a per-layer relative position bias.
 
     Args:
@@ -286,28 +321,9 @@ class WindowAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
 
-    def position_bias(self) -> torch.Tensor:
-        n = self.relative_position_index.shape[0]
-        table = self.relative_position_bias_table[self.relative_position_index.view(-1)]
-        return table.view(n, n, -1).permute(2, 0, 1)  # (heads, N, N)
-
-    def prepare_mask(self, mask: torch.Tensor) -> torch.Tensor:
-        """The (nW, N, N) shifted-window mask as :meth:`windows` takes it: -inf across regions.
-
-        The official -100 leaves weights of about exp(-100), subnormal floats that add nothing
-        to a row but slow the product with the values several times over; -inf makes them 0.
-        """
-        return excluding_mask(mask)
-
-    def forward(
-        self, x: torch.Tensor, mask: torch.Tensor | None, shared: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        return self.windows(x, None if mask is None else self.prepare_mask(mask), shared)
-
     def windows(
         self, x: torch.Tensor, mask: torch.Tensor | None, shared: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """:meth:`forward` with a mask from :meth:`prepare_mask`."""
         bw, n, c = x.shape  # bw = batch * windows
         qkv = self.qkv(x).view(bw, n, 3, self.num_heads, c // self.num_heads)
         qkv = qkv.permute(2, 0, 3, 1, 4).contiguous()  # (3, bw, heads, N, C/heads)
@@ -556,10 +572,7 @@ class SwinIRSkeleton(nn.Module):
         if upscaling_factor == 1:  # restoration: the image residual (official ``conv_last``)
             self.conv_last = nn.Conv2d(embed_dim, 3, 3, 1, 1)
         else:
-            self.upsample = nn.Sequential(
-                nn.Conv2d(embed_dim, 3 * upscaling_factor**2, 3, 1, 1),
-                nn.PixelShuffle(upscaling_factor),
-            )
+            self.upsample = pixelshuffle_upsampler(embed_dim, upscaling_factor)
         self.apply(_init_weights)
 
     def shared_projection(self) -> torch.Tensor | None:

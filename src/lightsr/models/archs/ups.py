@@ -35,7 +35,7 @@ from lightsr.models.base import ArchDescriptor, Detected, StateDict
 from .swinir import (
     FIRST_LAYER,
     SwinIRSkeleton,
-    excluding_mask,
+    WindowAttentionBase,
     gathered_bias,
     relative_position_index,
     swin_skeleton_config,
@@ -47,7 +47,7 @@ __all__ = ["ARCH", "SIMILARITIES", "UPS", "UPSAttention", "detect"]
 SIMILARITIES = ("cosine-relu", "cosine-softmax", "dot-relu", "dot-softmax")
 
 
-class UPSAttention(nn.Module):
+class UPSAttention(WindowAttentionBase):
     """Window attention whose similarity is computed in a projection space given at call time.
 
     Args:
@@ -99,11 +99,6 @@ class UPSAttention(nn.Module):
             # head, initialised to 10, as Swin V2's scaled cosine attention).
             self.logit_scale = nn.Parameter(torch.full((num_heads, 1, 1), math.log(10.0)))
 
-    def position_bias(self) -> torch.Tensor:
-        n = self.relative_position_index.shape[0]
-        table = self.relative_position_bias_table[self.relative_position_index.view(-1)]
-        return table.view(n, n, -1).permute(2, 0, 1)  # (heads, N, N)
-
     def attention_map(
         self, x: torch.Tensor, mask: torch.Tensor | None, shared: torch.Tensor | None
     ) -> torch.Tensor:
@@ -152,20 +147,9 @@ class UPSAttention(nn.Module):
         bias = gathered_bias(self)
         return window_attention(q, k, v, bias, mask, relu_eps=relu_eps, batched=batched)
 
-    def prepare_mask(self, mask: torch.Tensor) -> torch.Tensor:
-        """The (nW, N, N) mask (0 inside a region, -100 across) with -inf across regions: ReLU
-        and softmax then give exact zeros for the pairs across."""
-        return excluding_mask(mask)
-
-    def forward(
-        self, x: torch.Tensor, mask: torch.Tensor | None, shared: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        return self.windows(x, None if mask is None else self.prepare_mask(mask), shared)
-
     def windows(
         self, x: torch.Tensor, mask: torch.Tensor | None, shared: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """:meth:`forward` with a mask from :meth:`prepare_mask`."""
         bw, n, c = x.shape
         q, k = self._queries_keys(x, shared)
         v = (self.v(x) if self.v is not None else x).view(bw, n, self.num_heads, -1)
