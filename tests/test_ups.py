@@ -48,7 +48,9 @@ def test_parameter_counts(name: str, with_tables: int, without_tables: int) -> N
 def test_flops_count_every_attention_product(name: str) -> None:
     """lightsr bench's FLOPs at a 1280x720 output against the layer arithmetic by hand.
 
-    The 320x180 input is padded to 320x184 (window 8): 58,880 tokens through every layer.
+    Counted with 2 torch threads (the attention then runs on worker threads, see
+    swinir.run_chunks). The 320x180 input is padded to 320x184 (window 8): 58,880 tokens
+    through every layer.
     Per token and layer: SwinIR-light qkv + proj + MLP = 3C^2 + C^2 + 4C^2 (mlp ratio 2) MACs
     (addmm) and QK^T + AV = 2 * 64 * C (bmm, 64 keys per window); UPS one shared C x d
     projection (mm), QK^T in d and AV in C = 64 * (d + C) (bmm), proj + MLP = 5C^2 (addmm).
@@ -56,7 +58,12 @@ def test_flops_count_every_attention_product(name: str) -> None:
     spec = get_spec(name)
     c, d = spec.config["embed_dim"], spec.config.get("proj_dim")
     layers, tokens = sum(spec.config["depths"]), 320 * 184
-    got = count_complexity(build_model(name), (320, 180)).breakdown
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # window chunks go to worker threads, which must still be counted
+    try:
+        got = count_complexity(build_model(name), (320, 180)).breakdown
+    finally:
+        torch.set_num_threads(threads)
     if d is None:
         want = {"addmm": 8 * c * c, "bmm": 2 * 64 * c}
     else:

@@ -39,6 +39,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from lightsr.models.base import ArchDescriptor, Detected, StateDict, has_keys, pixelshuffle_scale
 
@@ -202,7 +203,9 @@ if hasattr(os, "register_at_fork"):
 def run_chunks(fn: Callable[[int], None], jobs: int) -> None:
     """Run ``fn(0) .. fn(jobs - 1)``, independent pieces of one inference step.
 
-    With one torch thread: in order, on this thread. With T > 1 torch threads: on T worker
+    With one torch thread, or under a Python dispatch mode (a FLOP counter, a tracer: modes
+    hold per thread, so work on other threads would escape them): in order, on this thread.
+    With T > 1 torch threads: on T worker
     threads that each run their pieces with one torch thread (torch releases the GIL inside
     its operators), so a chunk of windows stays one cache-sized serial piece of work instead of
     becoming many small parallel regions; torch's thread count is restored afterwards. The
@@ -211,7 +214,7 @@ def run_chunks(fn: Callable[[int], None], jobs: int) -> None:
     """
     global _POOL
     threads = torch.get_num_threads()
-    if threads <= 1 or jobs <= 1:
+    if threads <= 1 or jobs <= 1 or _get_current_dispatch_mode() is not None:
         for j in range(jobs):
             fn(j)
         return
