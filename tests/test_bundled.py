@@ -97,7 +97,7 @@ def test_cli_upscales_with_bundled_ups_s(tmp_path: Path) -> None:
 
 #: Set5 x4 PSNR-Y (dB) under ``--degrade high-order:0`` (Real-ESRGAN's second-order model,
 #: seed 0), measured for the committed real-world weights and for safmn-x4 on the same LR.
-REAL_SET5_HIGH_ORDER = {"real-safmn-x4": 22.04, "safmn-x4": 21.68}
+REAL_SET5_HIGH_ORDER = {"real-safmn-x4": 22.85, "safmn-x4": 21.68}
 
 
 def test_real_safmn_x4_is_bundled_and_beats_safmn_x4_on_degraded_set5() -> None:
@@ -115,7 +115,7 @@ def test_real_safmn_x4_is_bundled_and_beats_safmn_x4_on_degraded_set5() -> None:
         (result,) = evaluate(model.upscale, name, ["Set5"], 4, degradations=degradations)
         psnr[name] = result.psnr
         assert abs(result.psnr - REAL_SET5_HIGH_ORDER[name]) <= 0.01, (name, result.psnr)
-    assert psnr["real-safmn-x4"] > psnr["safmn-x4"] + 0.3
+    assert psnr["real-safmn-x4"] > psnr["safmn-x4"] + 1.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -157,7 +157,7 @@ def test_depth_safmn_x4_is_bundled_and_beats_bicubic_on_middlebury() -> None:
 #: degraded input itself, same seed.
 RESTORE_PINS = {
     "safmn-denoise": ("denoise", {"sigma": (25.0, 25.0)}, 29.993, 20.769),
-    "safmn-jpeg": ("jpeg", {"quality": (20, 20)}, 28.118, 27.110),
+    "safmn-jpeg": ("jpeg", {"quality": (20, 20)}, 28.155, 27.110),
 }
 
 
