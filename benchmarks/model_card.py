@@ -117,17 +117,21 @@ def _minutes(seconds: str | None) -> str:
     return f"{float(seconds) / 60:.0f} min" if seconds else "not recorded"
 
 
+def _trained_for(meta: dict[str, str]) -> str:
+    """``sr`` (bicubic SR), ``real`` (Real-ESRGAN degradations) or the restoration task, from
+    the recipe that ``lightsr export-weights`` stored in the file's metadata."""
+    data = json.loads(meta.get("recipe", "{}")).get("data", {})
+    if data.get("degradation") == "high-order":
+        return "real"
+    return data.get("task", "sr")
+
+
 def card(weights_dir: Path) -> str:
+    shipped = [s for s in MODELS.values() if s.weights and (weights_dir / s.weights).is_file()]
+    metas = {spec.name: read_state_dict(weights_dir / spec.weights)[1] for spec in shipped}
+    kinds = {name: _trained_for(meta) for name, meta in metas.items()}
     bundled = sorted(
-        (
-            spec
-            for spec in MODELS.values()
-            if spec.weights
-            and (weights_dir / spec.weights).is_file()
-            # real-world models are measured on degraded and real photos: docs/real_world.md
-            and not spec.name.startswith("real-")
-        ),
-        key=lambda s: (s.arch, s.scale),
+        (spec for spec in shipped if kinds[spec.name] == "sr"), key=lambda s: (s.arch, s.scale)
     )
     if not bundled:
         raise SystemExit(f"error: no bundled weights in {weights_dir}; train and export them first")
@@ -141,8 +145,9 @@ def card(weights_dir: Path) -> str:
         "SAFMN models were trained on DF2K (3450 2K images) for 500k iterations of batch 64; "
         "ours saw a tiny fraction of that compute, so they are below the paper's numbers by the "
         "margins shown. Every number here was measured by `python benchmarks/model_card.py`, "
-        "which wrote this file. The model for real photos, `real-safmn-x4`, has its card in "
-        "docs/real_world.md.",
+        "which wrote this file. The models for real photos and restoration are listed at the end "
+        "with their own protocols; their full cards are docs/real_world.md and "
+        "docs/restoration.md.",
         "",
         "PSNR/SSIM: Y channel of BT.601 YCbCr, `scale` pixels cropped from each border, LR made "
         "by MATLAB-exact bicubic downscaling, SR rounded to 8-bit RGB (`lightsr eval`). "
@@ -153,7 +158,7 @@ def card(weights_dir: Path) -> str:
     measured: dict[str, dict] = {}
     for spec in bundled:
         path = weights_dir / spec.weights
-        meta = read_state_dict(path)[1]
+        meta = metas[spec.name]
         recipe = json.loads(meta.get("recipe", "{}"))
         model = lightsr.load_model(spec.name, device="cpu")
         cost = count_complexity(
@@ -211,7 +216,74 @@ def card(weights_dir: Path) -> str:
             "```",
             "",
         ]
-    return "\n".join(lines)
+    others = [spec for spec in shipped if kinds[spec.name] != "sr"]
+    return "\n".join(lines + _other_models(others, metas, kinds))
+
+
+#: Per kind of model: (task, the task's level, dataset, anchor, card, the eval command's flags).
+OTHER_PROTOCOLS = {
+    "real": (None, {}, "B100", "safmn-x4", "docs/real_world.md", "--degrade high-order:0"),
+    "denoise": ("denoise", {"sigma": (25.0, 25.0)}, "CBSD68", "identity", "docs/restoration.md",
+                "--task denoise --sigma 25"),
+    "jpeg": ("jpeg", {"quality": (20, 20)}, "CBSD68", "identity", "docs/restoration.md",
+             "--task jpeg --quality 20"),
+    "depth": ("depth", {}, "Middlebury", "bicubic", "docs/restoration.md",
+              "--task depth --scale 4"),
+}  # fmt: skip
+
+
+def _other_models(
+    specs: list[ModelSpec], metas: dict[str, dict[str, str]], kinds: dict[str, str]
+) -> list[str]:
+    """One table for the bundled models that bicubic-SR benchmarks do not measure: each on its
+    own protocol, beside the anchor a user would otherwise use, measured in the same run."""
+    from lightsr.evaluation.evaluate import parse_degradations
+    from lightsr.restoration.evaluate import evaluate_task
+    from lightsr.restoration.tasks import TaskSpec
+
+    lines = [
+        "## Models for real photos and restoration",
+        "",
+        "| model | trained | params | FLOPs (1280x720 out) | protocol | model | anchor | card |",
+        "|---|---|---:|---:|---|---|---|---|",
+    ]
+    for spec in specs:
+        meta = metas[spec.name]
+        task, level, dataset, anchor, doc, flags = OTHER_PROTOCOLS[kinds[spec.name]]
+        model = lightsr.load_model(spec.name, device="cpu")
+        cost = count_complexity(
+            model.model, input_size_for_output((1280, 720), spec.scale), device="cpu"
+        )
+        if task is None:  # real-world SR: PSNR/SSIM-Y against the clean HR
+            degrade = parse_degradations(["high-order:0"])
+            base = lightsr.load_model(anchor, device="cpu")
+            scores = [
+                evaluate(fn, name, [dataset], spec.scale, degradations=degrade)[0]
+                for fn, name in ((model.upscale, spec.name), (base.upscale, anchor))
+            ]
+            shown = [f"{r.psnr:.2f}/{r.ssim:.4f}" for r in scores]
+        else:
+            spec_task = TaskSpec(task, **level)
+            scores = [
+                evaluate_task(fn, name, [dataset], spec_task, scale=spec.scale)[0]
+                for fn, name in ((model.upscale, spec.name), (anchor, anchor))
+            ]
+            shown = [f"RMSE {r.rmse:.3f}" if task == "depth" else f"{r.psnr:.2f}/{r.ssim:.4f}"
+                     for r in scores]  # fmt: skip
+        lines.append(
+            f"| `{spec.name}` | {meta.get('iteration', '?')} its this run "
+            f"({_minutes(meta.get('train_seconds'))}, {_hardware(meta.get('hardware'))}) | "
+            f"{cost.params:,} | {cost.flops / 1e9:.2f}G | {dataset} `{flags}` | {shown[0]} | "
+            f"{anchor} {shown[1]} | [{doc}]({doc.removeprefix('docs/')}) |"
+        )
+    lines += [
+        "",
+        '"Trained" is the last training run of the bundled file (its metadata); the cards give '
+        "every run. Measured with `lightsr eval --model NAME` and the flags shown (PSNR/SSIM on "
+        "Y for real-world SR, on RGB for restoration; depth: RMSE in disparity levels).",
+        "",
+    ]
+    return lines
 
 
 def _row(label: str, values: list[tuple[float, float]]) -> str:
