@@ -80,18 +80,82 @@ def test_gelu_kernels_match_autograd(rows: int, c: int) -> None:
     out = F.gelu(z) * m
     out.backward(grad)
     z32, m32, g32 = (t.detach().float().contiguous() for t in (z, m, grad))
-    act, got = train_ops.gelu_forward(z32, m32)
-    assert got is not None
+    act, got, slope = train_ops.gelu_forward(z32, m32, slope=True)
+    assert got is not None and slope is not None
     assert rel_err(act, F.gelu(z.detach())) <= TOL
     assert rel_err(got, out) <= TOL
-    dz, dm, dbias = train_ops.gelu_backward(g32, z32, m32, grad_m=True)
+    dz, dm, dbias = train_ops.gelu_backward(g32, slope, m32, act)
     assert dm is not None and z.grad is not None and m.grad is not None
     assert rel_err(dz, z.grad) <= TOL
     assert rel_err(dm, m.grad) <= TOL
     assert rel_err(dbias, z.grad.sum(0)) <= TOL
-    dz1, none, _ = train_ops.gelu_backward(g32, z32)  # without m: the GELU's own backward
+    dz1, none, _ = train_ops.gelu_backward(g32, slope)  # without m: the GELU's own backward
     assert none is None
     assert rel_err(dz1, torch.ops.aten.gelu_backward(grad, z.detach())) <= TOL
+    act2, none2, none3 = train_ops.gelu_forward(z32)  # without m and slope
+    assert none2 is None and none3 is None and torch.equal(act2, act)
+
+
+@pytest.mark.parametrize(
+    ("n", "c", "h", "w"), [(2, 36, 5, 7), (1, 13, 3, 4), (1, 8, 2, 2), (2, 72, 3, 3)]
+)
+def test_add_layer_norm_kernels_match_autograd(n: int, c: int, h: int, w: int) -> None:
+    """``y = x + r``, ``LN(y)`` forward, and the backward with the gradient y gets elsewhere."""
+    need_kernels()
+    torch.manual_seed(n + c + h + w)
+    x, r = (torch.randn(n, c, h, w, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    weight = (torch.randn(c, dtype=torch.float64) * 0.3 + 1).requires_grad_()
+    bias = torch.randn(c, dtype=torch.float64, requires_grad=True)
+    gy, gn = (
+        torch.randn(n, c, h, w, dtype=torch.float64),
+        torch.randn(n, c, h, w, dtype=torch.float64),
+    )
+    y = x + r
+    ref_n = F.layer_norm(y.permute(0, 2, 3, 1), (c,), weight, bias, 1e-6).permute(0, 3, 1, 2)
+    torch.autograd.backward([y, ref_n], [gy, gn])
+    cl = torch.channels_last
+    x32, r32 = (t.detach().float().contiguous(memory_format=cl).requires_grad_() for t in (x, r))
+    w32, b32 = (t.detach().float().requires_grad_() for t in (weight, bias))
+    y32, n32 = train_ops.AddLayerNormFunction.apply(x32, r32, w32, b32, 1e-6)
+    assert y32.is_contiguous(memory_format=cl) and n32.is_contiguous(memory_format=cl)
+    torch.autograd.backward([y32, n32], [gy.float(), gn.float()])
+    for got, want in [(y32, y), (n32, ref_n), (x32.grad, x.grad), (r32.grad, r.grad),
+                      (w32.grad, weight.grad), (b32.grad, bias.grad)]:  # fmt: skip
+        assert got is not None and want is not None
+        assert rel_err(got, want) <= TOL
+    # without the add (the body's first norm): the plain LayerNorm and its backward
+    y64 = y.detach().requires_grad_()
+    ref = F.layer_norm(y64.permute(0, 2, 3, 1), (c,), weight.detach(), bias.detach(), 1e-6)
+    ref.permute(0, 3, 1, 2).backward(gn)
+    y32 = y.detach().float().requires_grad_()  # NCHW-contiguous input: copied to rows
+    n_only = train_ops.LayerNormFunction.apply(y32, w32.detach(), b32.detach(), 1e-6)
+    n_only.backward(gn.float())
+    assert rel_err(n_only, ref.permute(0, 3, 1, 2)) <= TOL
+    assert y32.grad is not None and y64.grad is not None
+    assert rel_err(y32.grad, y64.grad) <= TOL
+
+
+def test_the_fused_body_matches_autograd() -> None:
+    """A whole SAFMN with the fused body (residual adds in the LayerNorms): output and every
+    parameter's gradient against the float64 PyTorch model."""
+    need_kernels()
+    torch.manual_seed(5)
+    ref = _perturbed(SAFMN(dim=16, n_blocks=3, upscaling_factor=2))
+    native = train_ops.native_training_model(copy.deepcopy(ref))
+    assert type(native.feats).__name__ == "NativeBody"
+    assert list(native.state_dict()) == list(ref.state_dict())
+    ref = ref.double()
+    x = torch.rand(2, 3, 16, 24, dtype=torch.float64)
+    grad = torch.randn(2, 3, 32, 48, dtype=torch.float64)
+    out = ref(x)
+    out.backward(grad)
+    got = native(x.float())
+    got.backward(grad.float())
+    assert rel_err(got, out) <= TOL
+    params = dict(ref.named_parameters())
+    for name, p in native.named_parameters():
+        assert p.grad is not None, name
+        assert rel_err(p.grad, params[name].grad) <= TOL, name
 
 
 def _perturbed(module: nn.Module) -> nn.Module:

@@ -3,9 +3,9 @@
 A SAFMN training step in plain PyTorch spends most of its time in the 3x3 convolutions (forward,
 input gradient and weight gradient: oneDNN's direct algorithms), in the channel LayerNorm, which
 the model writes as a dozen element-wise operations (each a pass over memory, forward and
-backward), and in the SAFM's strided chunks, upsampling and concatenation. Here, for float32 on
-CPUs with AVX2 and FMA, with the activations channels-last from the first convolution to the
-last:
+backward), in the residual adds and autograd's sums of their gradients, and in the SAFM's
+strided chunks, upsampling and concatenation. Here, for float32 on CPUs with AVX2 and FMA,
+with the activations channels-last from the first convolution to the last:
 
 - every 3x3 convolution (stride 1, zero padding 1: the network's first and last, and the CCM's
   expansion) runs all three of its products by Winograd's F(4x4, 3x3), a quarter of the direct
@@ -15,22 +15,28 @@ last:
   ``lsr_conv3x3_wgrad_f43`` of ``kernels/safmn_train.cpp``, which sums the 36 Winograd-domain
   products over the batch's tiles, then ``G^T M G`` here in float64. Sizes that are not
   multiples of 4 are zero padded to the tiles;
-- the CCM (:class:`CCMFunction`): that convolution, then GELU forward and backward in one native
-  pass each (``lsr_gelu_forward``, ``lsr_gelu_backward``, the latter also summing the expansion's
-  bias gradient), and the 1x1 projection as matrix products over the pixels;
+- the CCM (:class:`CCMFunction`): that convolution, then the GELU in one native pass
+  (``lsr_gelu_forward``, which also writes the GELU's slope, saved in place of its input so that
+  the backward, ``lsr_gelu_backward``, is a product instead of erf and exp again, and sums the
+  expansion's bias gradient), and the 1x1 projection as matrix products over the pixels;
 - the SAFM (:class:`SafmMixFunction`, after PyTorch's pooling and depth-wise convolutions):
-  nearest upsampling and concatenation of the levels in one native pass
-  (``lsr_levels_gather``; backward ``lsr_levels_scatter``), the 1x1 aggregation as one matrix
-  product each way, GELU and modulation in one native pass each way;
-- the channel LayerNorm is ``torch.nn.functional.layer_norm`` over the last dimension of the
-  channels-last activations: one fused kernel forward and one backward.
+  the channel split into contiguous levels with a one-pass backward
+  (:class:`SplitChannelsFunction`), nearest upsampling and concatenation of the levels in one
+  native pass (``lsr_levels_gather``; backward ``lsr_levels_scatter``), the 1x1 aggregation as
+  one matrix product each way, GELU and modulation in one native pass each way;
+- the channel LayerNorm (:class:`LayerNormFunction`) in one native pass each way
+  (``lsr_add_layer_norm``, ``lsr_layer_norm_backward``); in the body (:class:`NativeBody`),
+  each residual add and the LayerNorm after it are one pass, and the backward adds the
+  gradient that the sum gets from the next residual in the same pass
+  (:class:`AddLayerNormFunction`).
 
 Every kernel is checked against autograd in float64 (``tests/test_native_train.py``).
 
 :func:`native_training_model` swaps these modules into a model in place (the parameters are
-the same objects, so optimizers, EMA copies and state dicts are unaffected); each swapped module
-runs its PyTorch formulation for inputs the kernels do not take (not float32, not on the CPU,
-under autocast). :func:`native_training_available` says whether the kernels run here.
+the same objects and the state dict keys the same, so optimizers, EMA copies and checkpoints are
+unaffected); each swapped module runs its PyTorch formulation for inputs the kernels do not
+take (not float32, not on the CPU, under autocast). :func:`native_training_available` says
+whether the kernels run here.
 """
 
 from __future__ import annotations
@@ -42,21 +48,27 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightsr.models.archs.safmn import CCM, SAFM, SAFMN, ChannelLayerNorm
+from lightsr.models.archs.safmn import CCM, SAFM, SAFMN, ChannelLayerNorm, FeatureMixingModule
 from lightsr.native import ops
 
 __all__ = [
+    "AddLayerNormFunction",
     "CCMFunction",
     "Conv3x3Function",
+    "LayerNormFunction",
+    "NativeBody",
     "NativeCCM",
     "NativeConv3x3",
     "NativeLayerNorm",
     "NativeSAFM",
     "SafmMixFunction",
+    "SplitChannelsFunction",
+    "add_layer_norm",
     "conv3x3",
     "conv3x3_weight_grad",
     "gelu_backward",
     "gelu_forward",
+    "layer_norm_backward",
     "native_training_available",
     "native_training_model",
     "training_unavailable_reason",
@@ -65,8 +77,10 @@ __all__ = [
 #: The training kernels' C functions (``kernels/safmn_train.cpp``), as ops._SIGNATURES.
 _SIGNATURES = {
     "lsr_conv3x3_wgrad_f43": "i: pp iiiii p",
-    "lsr_gelu_forward": "i: pppp l",
-    "lsr_gelu_backward": "i: ppppp p li",
+    "lsr_gelu_forward": "i: ppppp l",
+    "lsr_gelu_backward": "i: ppppppp li",
+    "lsr_add_layer_norm": "i: pppppp p lif",
+    "lsr_layer_norm_backward": "i: ppppp ppp li",
     "lsr_levels_gather": "i: pip iiii",
     "lsr_levels_scatter": "i: ppi iiii",
 }
@@ -161,36 +175,106 @@ def _check(code: int, what: str) -> None:
         raise RuntimeError(f"lightsr native kernel {what} failed with code {code}")
 
 
+def _ptr(t: torch.Tensor | None) -> int | None:
+    """A contiguous float32 tensor's data pointer for a kernel (None: NULL). The caller keeps
+    the tensor alive across the call."""
+    if t is None:
+        return None
+    if not t.is_contiguous() or t.dtype != torch.float32:
+        raise ValueError(f"native kernel argument: expected contiguous float32, got {t.dtype} "
+                         f"with strides {t.stride()}")  # fmt: skip
+    return t.data_ptr()  # type: ignore[no-any-return]
+
+
 def gelu_forward(
-    z: torch.Tensor, m: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``(gelu(z), gelu(z) * m)`` (exact GELU; the second None without ``m``) in one pass;
-    contiguous float32 CPU tensors of one shape."""
+    z: torch.Tensor, m: torch.Tensor | None = None, slope: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """``(gelu(z), gelu(z) * m, gelu'(z))`` (exact GELU; the second None without ``m``, the
+    third None without ``slope``) in one pass; contiguous float32 CPU tensors of one shape.
+    The backward (:func:`gelu_backward`) takes the slope instead of ``z``: it is a product,
+    not erf and exp again, and saving the slope instead of ``z`` costs no memory."""
     act = torch.empty_like(z)
     out = None if m is None else torch.empty_like(z)
-    ptrs = [z.data_ptr(), m.data_ptr() if m is not None else None, act.data_ptr()]
-    ptrs.append(out.data_ptr() if out is not None else None)
+    der = torch.empty_like(z) if slope else None
+    ptrs = [_ptr(t) for t in (z, m, act, out, der)]
     _check(_lib().lsr_gelu_forward(*ptrs, z.numel()), "gelu_forward")
-    return act, out
+    return act, out, der
 
 
 def gelu_backward(
-    grad: torch.Tensor, z: torch.Tensor, m: torch.Tensor | None = None, grad_m: bool = False
+    grad: torch.Tensor,
+    slope: torch.Tensor,
+    m: torch.Tensor | None = None,
+    act: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """The backward of ``gelu(z) * m`` (``m`` None: of ``gelu(z)``) for contiguous float32
-    (rows, C) tensors, in one pass: ``(dz, dm, dbias)`` with ``dz = grad m gelu'(z)``,
-    ``dm = grad gelu(z)`` (None unless ``grad_m``) and ``dbias`` the column sums of ``dz`` (the
-    gradient of a bias added before the GELU)."""
-    rows, c = z.shape
-    dz = torch.empty_like(z)
-    dm = torch.empty_like(z) if grad_m else None
+    (rows, C) tensors, from the forward's ``slope`` = gelu'(z), in one pass: ``(dz, dm, dbias)``
+    with ``dz = grad m slope``, ``dm = grad act`` (None unless ``act``, gelu(z), is given) and
+    ``dbias`` the column sums of ``dz`` (the gradient of a bias added before the GELU)."""
+    rows, c = slope.shape
+    dz = torch.empty_like(slope)
+    dm = torch.empty_like(slope) if act is not None else None
     dbias = torch.empty(c)
-    code = _lib().lsr_gelu_backward(
-        grad.data_ptr(), z.data_ptr(), m.data_ptr() if m is not None else None, dz.data_ptr(),
-        dm.data_ptr() if dm is not None else None, dbias.data_ptr(), rows, c,
-    )  # fmt: skip
+    ptrs = [_ptr(t) for t in (grad, slope, m, act, dz, dm, dbias)]
+    code = _lib().lsr_gelu_backward(*ptrs, rows, c)
     _check(code, "gelu_backward")
     return dz, dm, dbias
+
+
+def _rows(t: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> the contiguous (B H W, C) rows of its channels-last layout (a view when
+    ``t`` is channels-last)."""
+    return _nhwc(t).view(-1, t.shape[1])
+
+
+def _as_nchw(rows: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(B H W, C) rows back to a channels-last (B, C, H, W) view shaped as ``like``."""
+    b, c, h, w = like.shape
+    return rows.view(b, h, w, c).permute(0, 3, 1, 2)
+
+
+def add_layer_norm(
+    x: torch.Tensor,
+    r: torch.Tensor | None,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    eps: float,
+) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+    """``y = x + r`` (None when ``r`` is None: the norm's input is ``x``) and the channel
+    LayerNorm ``n`` of ``y``, for (B, C, H, W) float32 CPU tensors, in one native pass
+    (``lsr_add_layer_norm``); ``y`` and ``n`` channels-last, with the rows' (mean, rstd)
+    (B H W, 2) for :func:`layer_norm_backward`. No autograd."""
+    xs = _rows(x)
+    rs = _rows(r) if r is not None else None
+    y = torch.empty_like(xs) if rs is not None else None
+    n = torch.empty_like(xs)
+    stats = xs.new_empty(xs.shape[0], 2)
+    ptrs = [_ptr(t) for t in (xs, rs, weight, bias, y, n, stats)]
+    code = _lib().lsr_add_layer_norm(*ptrs, xs.shape[0], xs.shape[1], eps)
+    _check(code, "add_layer_norm")
+    return (_as_nchw(y, x) if y is not None else None), _as_nchw(n, x), stats
+
+
+def layer_norm_backward(
+    grad_n: torch.Tensor,
+    grad_y: torch.Tensor | None,
+    y: torch.Tensor,
+    weight: torch.Tensor,
+    stats: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The backward of :func:`add_layer_norm` in one native pass: ``(dx, dweight, dbias)``, with
+    ``dx`` the gradient of the norm's input ``y`` plus ``grad_y`` (the gradient ``y`` gets
+    from its other uses; None: none), which is also the gradient of ``x`` and of ``r``."""
+    gn = _rows(grad_n)
+    gy = _rows(grad_y) if grad_y is not None else None
+    ys = _rows(y)
+    dx = torch.empty_like(ys)
+    c = ys.shape[1]
+    dw, db = ys.new_empty(c), ys.new_empty(c)
+    ptrs = [_ptr(t) for t in (gn, gy, ys, weight, stats, dx, dw, db)]
+    code = _lib().lsr_layer_norm_backward(*ptrs, ys.shape[0], c)
+    _check(code, "layer_norm_backward")
+    return _as_nchw(dx, y), dw, db
 
 
 def conv3x3_weight_grad(x: torch.Tensor, grad_out: torch.Tensor) -> torch.Tensor:
@@ -272,8 +356,8 @@ class CCMFunction(torch.autograd.Function):
     """The paper's CCM, ``conv1x1(gelu(conv3x3(x)))``, forward and backward for float32 CPU
     tensors: the 3x3 convolution by :func:`conv3x3`'s kernels, the GELU and its backward (with
     the expansion's bias gradient) in one native pass each, the 1x1 projection as matrix
-    products over the channels-last pixels. Saves ``x``, the expansion before and after the
-    GELU."""
+    products over the channels-last pixels. Saves ``x``, the expansion after the GELU and the
+    GELU's slope there."""
 
     @staticmethod
     def forward(  # type: ignore[override]
@@ -287,28 +371,99 @@ class CCMFunction(torch.autograd.Function):
         n, c, h, w = x.shape
         e = w1.shape[0]
         hidden = _nhwc(_conv3x3_forward(x, w1, b1)).view(-1, e)  # (B h w, E), before GELU
-        act, _ = gelu_forward(hidden)
+        act, _, slope = gelu_forward(hidden, slope=True)
         w2m = w2.reshape(c, e)
         out = torch.addmm(b2, act, w2m.t())  # (B h w, C)
-        ctx.save_for_backward(x, w1, hidden, act, w2m)
+        ctx.save_for_backward(x, w1, slope, act, w2m)
         return out.view(n, h, w, c).permute(0, 3, 1, 2)
 
     @staticmethod
     def backward(  # type: ignore[override]
         ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
     ) -> tuple[torch.Tensor | None, ...]:
-        x, w1, hidden, act, w2m = ctx.saved_tensors  # type: ignore[attr-defined]
+        x, w1, slope, act, w2m = ctx.saved_tensors  # type: ignore[attr-defined]
         n, c, h, w = x.shape
         e = w1.shape[0]
         g = _nhwc(grad).view(-1, c)
         dw2 = (g.t() @ act).view(c, e, 1, 1)
         db2 = g.sum(0)
-        dhidden, _, db1 = gelu_backward(g @ w2m, hidden)
+        dhidden, _, db1 = gelu_backward(g @ w2m, slope)
         dh = dhidden.view(n, h, w, e).permute(0, 3, 1, 2)  # channels-last (B, E, h, w)
         needs = ctx.needs_input_grad  # type: ignore[attr-defined]
         dx = _conv3x3_input_grad(dh, w1) if needs[0] else None
         dw1 = conv3x3_weight_grad(x, dh)
         return dx, dw1, db1, dw2, db2
+
+
+class LayerNormFunction(torch.autograd.Function):
+    """The channel LayerNorm of a (B, C, H, W) float32 CPU tensor, forward and backward in one
+    native pass each (:func:`add_layer_norm` without the add); the output is channels-last."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor,
+        eps: float,
+    ) -> torch.Tensor:
+        _, n, stats = add_layer_norm(x, None, weight, bias, eps)
+        ctx.save_for_backward(x, weight, stats)
+        return n
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
+    ) -> tuple[torch.Tensor | None, ...]:
+        x, weight, stats = ctx.saved_tensors  # type: ignore[attr-defined]
+        dx, dw, db = layer_norm_backward(grad, None, x, weight, stats)
+        return dx, dw, db, None
+
+
+class AddLayerNormFunction(torch.autograd.Function):
+    """A residual add and the channel LayerNorm after it, ``y = x + r``, ``n = LN(y)``, for
+    (B, C, H, W) float32 CPU tensors: one native pass forward, and one backward that also adds
+    the gradient ``y`` gets from its other use (the next residual add), so that neither the add
+    nor autograd's accumulation of that gradient is a pass of its own. Outputs channels-last."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx,
+        x: torch.Tensor,
+        r: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor,
+        eps: float,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        y, n, stats = add_layer_norm(x, r, weight, bias, eps)
+        assert y is not None
+        ctx.save_for_backward(y, weight, stats)
+        return y, n
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, grad_y: torch.Tensor, grad_n: torch.Tensor
+    ) -> tuple[torch.Tensor | None, ...]:
+        y, weight, stats = ctx.saved_tensors  # type: ignore[attr-defined]
+        dx, dw, db = layer_norm_backward(grad_n, grad_y, y, weight, stats)
+        return dx, dx, dw, db, None
+
+
+class SplitChannelsFunction(torch.autograd.Function):
+    """``x.chunk(parts, dim=1)`` with each part a contiguous channels-last tensor; the backward
+    is one concatenation (autograd's backward of ``chunk`` zero-fills and copies each part)."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor, parts: int
+    ) -> tuple[torch.Tensor, ...]:
+        return tuple(t.contiguous(memory_format=torch.channels_last) for t in x.chunk(parts, 1))
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, *grads: torch.Tensor
+    ) -> tuple[torch.Tensor | None, ...]:
+        return torch.cat(grads, dim=1).contiguous(memory_format=torch.channels_last), None
 
 
 # ---- modules ------------------------------------------------------------------------------------
@@ -344,8 +499,8 @@ class NativeConv3x3(nn.Module):
 
 
 class NativeLayerNorm(nn.Module):
-    """:class:`~lightsr.models.archs.safmn.ChannelLayerNorm` as ``F.layer_norm`` over the last
-    dimension of the channels-last view (one fused kernel each way); same parameters.
+    """:class:`~lightsr.models.archs.safmn.ChannelLayerNorm` by :class:`LayerNormFunction` (one
+    native pass each way); same parameters.
 
     Args:
         norm: the LayerNorm whose ``weight``, ``bias`` and ``eps`` this module takes.
@@ -361,9 +516,7 @@ class NativeLayerNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not _native_input(x):
             return self.reference[0](x)  # type: ignore[no-any-return]
-        c = x.shape[1]
-        y = F.layer_norm(x.permute(0, 2, 3, 1), (c,), self.weight, self.bias, self.eps)
-        return y.permute(0, 3, 1, 2)  # (B, C, H, W), channels-last
+        return LayerNormFunction.apply(x, self.weight, self.bias, self.eps)  # type: ignore[no-any-return]
 
 
 class NativeCCM(nn.Module):
@@ -415,9 +568,9 @@ class SafmMixFunction(torch.autograd.Function):
         _check(code, "levels_gather")
         z = torch.addmm(bias, cat.view(-1, c), weight.t())  # (B h w, C)
         xs = _nhwc(x).view(-1, c)
-        _, out = gelu_forward(z, xs)
+        act, out, slope = gelu_forward(z, xs, slope=True)
         assert out is not None
-        ctx.save_for_backward(xs, weight, cat, z)
+        ctx.save_for_backward(xs, weight, cat, act, slope)
         ctx.shape = (b, c, h, w, len(levels))  # type: ignore[attr-defined]
         return out.view(b, h, w, c).permute(0, 3, 1, 2)
 
@@ -425,9 +578,9 @@ class SafmMixFunction(torch.autograd.Function):
     def backward(  # type: ignore[override]
         ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
     ) -> tuple[torch.Tensor | None, ...]:
-        xs, weight, cat, z = ctx.saved_tensors  # type: ignore[attr-defined]
+        xs, weight, cat, act, slope = ctx.saved_tensors  # type: ignore[attr-defined]
         b, c, h, w, n_levels = ctx.shape  # type: ignore[attr-defined]
-        dz, dxs, dbias = gelu_backward(_nhwc(grad).view(-1, c), z, xs, grad_m=True)
+        dz, dxs, dbias = gelu_backward(_nhwc(grad).view(-1, c), slope, xs, act)
         assert dxs is not None
         dx = dxs.view(b, h, w, c).permute(0, 3, 1, 2)
         dcat = (dz @ weight).view(b, h, w, c)
@@ -463,12 +616,60 @@ class NativeSAFM(nn.Module):
         c, h, w = x.shape[1:]
         if not _native_input(x) or h % 2 ** (self.n_levels - 1) or w % 2 ** (self.n_levels - 1):
             return self.reference[0](x)  # type: ignore[no-any-return]
-        chunks = x.chunk(self.n_levels, dim=1)
+        chunks = SplitChannelsFunction.apply(x, self.n_levels)
         levels = [self.mfr[0](chunks[0])]
         for i in range(1, self.n_levels):
             levels.append(self.mfr[i](F.max_pool2d(chunks[i], 2**i)))
         weight = self.aggr.weight.reshape(c, c)  # type: ignore[union-attr]
         return SafmMixFunction.apply(x, weight, self.aggr.bias, *levels)  # type: ignore[no-any-return]
+
+
+class NativeBody(nn.Sequential):
+    """SAFMN's body, the feature mixing modules of ``Y = SAFM(LN(X)) + X; Z = CCM(LN(Y)) + Y``
+    in sequence, with every residual add but the last fused into the LayerNorm after it
+    (:class:`AddLayerNormFunction`). The same modules as the ``nn.Sequential`` it is made from,
+    so the state dict keeps its keys; runs that ``nn.Sequential``'s forward for inputs the
+    kernels do not take.
+
+    Args:
+        feats: the body, its modules already swapped (native LayerNorms, SAFM and CCM).
+    """
+
+    def __init__(self, feats: nn.Sequential) -> None:
+        super().__init__(*feats)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        if not _native_input(x):
+            return super().forward(x)
+        blocks = list(self)
+        first = blocks[0].norm1
+        n = LayerNormFunction.apply(x, first.weight, first.bias, first.eps)
+        for i, block in enumerate(blocks):
+            norm = block.norm2
+            x, n = AddLayerNormFunction.apply(x, block.safm(n), norm.weight, norm.bias, norm.eps)
+            c = block.ccm(n)
+            if i + 1 == len(blocks):
+                return x + c  # type: ignore[no-any-return]
+            norm = blocks[i + 1].norm1
+            x, n = AddLayerNormFunction.apply(x, c, norm.weight, norm.bias, norm.eps)
+        raise AssertionError("unreachable: the body has at least one block")
+
+
+def _fusable_body(feats: nn.Module) -> bool:
+    """Whether ``feats`` is a (swapped) SAFMN body that :class:`NativeBody` can run: an
+    ``nn.Sequential`` of feature mixing modules, each with both halves and native LayerNorms."""
+    return (
+        type(feats) is nn.Sequential
+        and len(feats) > 0
+        and all(
+            isinstance(b, FeatureMixingModule)
+            and b.has_safm
+            and b.has_ccm
+            and type(b.norm1) is NativeLayerNorm
+            and type(b.norm2) is NativeLayerNorm
+            for b in feats
+        )
+    )
 
 
 # ---- the swap -----------------------------------------------------------------------------------
@@ -543,4 +744,6 @@ def native_training_model(model: nn.Module) -> nn.Module:
             continue
         for name, child in list(net.named_children()):
             _swap(net, name, child)
+        if _fusable_body(net.feats):
+            net.feats = NativeBody(net.feats)
     return model

@@ -41,6 +41,7 @@
 namespace {
 
 using lsr::erf_over_sqrt2;
+using lsr::hsum;
 using lsr::input_tile;
 using lsr::parallel_rows;
 using lsr::tail_mask;
@@ -167,12 +168,6 @@ inline void write_run(float* dst, const float (*t)[MAX_C], int C, int nvec, floa
         for (int v = 0; v < nvec; ++v)
             _mm256_storeu_ps(stage + q * C + 8 * v, _mm256_load_ps(t[q] + 8 * v));
     write_run(dst, stage, 4 * C, tail);
-}
-
-inline float hsum(__m256 v) {
-    const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-    return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
 }
 
 // LayerNorm over the C channels of four pixels (pixel q at x + q * sx; two passes in float32,

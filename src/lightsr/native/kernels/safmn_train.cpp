@@ -29,6 +29,7 @@
 #include <immintrin.h>
 #include <omp.h>
 #include <stdint.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,6 +38,7 @@
 namespace {
 
 using lsr::erf_over_sqrt2;
+using lsr::hsum;
 using lsr::input_tile;
 using lsr::parallel_rows;
 using lsr::tail_mask;
@@ -160,8 +162,11 @@ inline void normal_cdf_pdf(__m256 x, __m256& cdf, __m256& pdf) {
 
 extern "C" {
 
-// act = gelu(z) and, with m (else NULL), out = act * m, elementwise over n floats.
-int lsr_gelu_forward(const float* z, const float* m, float* act, float* out, long n) {
+// act = gelu(z) and, with m (else NULL), out = act * m, and with slope (else NULL)
+// slope = gelu'(z), which the backward then reads instead of evaluating erf and exp again;
+// elementwise over n floats.
+int lsr_gelu_forward(const float* z, const float* m, float* act, float* out, float* slope,
+                     long n) {
     if (n < 0) return 1;
     const long blocks = (n + 7) / 8;
 #pragma omp parallel for schedule(static)
@@ -175,16 +180,18 @@ int lsr_gelu_forward(const float* z, const float* m, float* act, float* out, lon
         const __m256 a = _mm256_mul_ps(x, cdf);
         store_part(act + i, whole, mask, a);
         if (m) store_part(out + i, whole, mask, _mm256_mul_ps(a, load_part(m + i, whole, mask)));
+        if (slope) store_part(slope + i, whole, mask, _mm256_fmadd_ps(x, pdf, cdf));
     }
     return 0;
 }
 
-// The backward of act = gelu(z), out = act * m over rows x C (C <= 512): dz = g m gelu'(z)
-// (m NULL: 1) and dbias[c] = sum over rows of dz[., c]; with gm (else NULL) also
-// gm = g gelu(z), the gradient of m. One pass; per-thread column sums added at the end.
-int lsr_gelu_backward(const float* g, const float* z, const float* m, float* dz, float* gm,
-                      float* dbias, long rows, int C) {
-    if (rows < 0 || C <= 0 || C > 512) return 1;
+// The backward of act = gelu(z), out = act * m over rows x C (C <= 512), from the forward's
+// slope = gelu'(z): dz = g m slope (m NULL: 1) and dbias[c] = sum over rows of dz[., c]; with
+// gm (else NULL) also gm = g act, the gradient of m. One pass; per-thread column sums added at
+// the end.
+int lsr_gelu_backward(const float* g, const float* slope, const float* m, const float* act,
+                      float* dz, float* gm, float* dbias, long rows, int C) {
+    if (rows < 0 || C <= 0 || C > 512 || (gm && !act)) return 1;
     const int nvec = (C + 7) / 8;
     const __m256i tail = tail_mask(C);
     memset(dbias, 0, sizeof(float) * C);
@@ -198,22 +205,124 @@ int lsr_gelu_backward(const float* g, const float* z, const float* m, float* dz,
             for (int v = 0; v < nvec; ++v) {
                 const bool whole = v < nvec - 1 || C % 8 == 0;
                 const size_t i = at + 8 * v;
-                const __m256 x = load_part(z + i, whole, tail);
                 const __m256 gv = load_part(g + i, whole, tail);
-                __m256 cdf, pdf;
-                normal_cdf_pdf(x, cdf, pdf);
-                const __m256 slope = _mm256_fmadd_ps(x, pdf, cdf);
                 const __m256 gmod = m ? _mm256_mul_ps(gv, load_part(m + i, whole, tail)) : gv;
-                const __m256 d = _mm256_mul_ps(gmod, slope);
+                const __m256 d = _mm256_mul_ps(gmod, load_part(slope + i, whole, tail));
                 store_part(dz + i, whole, tail, d);
                 acc[v] = _mm256_add_ps(acc[v], d);
-                if (gm) store_part(gm + i, whole, tail, _mm256_mul_ps(gv, _mm256_mul_ps(x, cdf)));
+                if (gm) store_part(gm + i, whole, tail, _mm256_mul_ps(gv, load_part(act + i, whole, tail)));
             }
         }
         alignas(32) float part[512];
         for (int v = 0; v < nvec; ++v) _mm256_store_ps(part + 8 * v, acc[v]);
 #pragma omp critical
         for (int c = 0; c < C; ++c) dbias[c] += part[c];
+    }
+    return 0;
+}
+
+// ---- channel LayerNorm, with the residual add before it --------------------------------------
+
+// Over rows of C channels (C <= 512): y = x + r (r NULL: y is x itself and is not written),
+// n = (y - mean) rstd w + b with the biased variance (two passes in float32, as torch) and
+// rstd = 1 / sqrt(var + eps); stats[2 i], stats[2 i + 1] = row i's mean and rstd.
+int lsr_add_layer_norm(const float* x, const float* r, const float* w, const float* b, float* y,
+                       float* n, float* stats, long rows, int C, float eps) {
+    if (rows < 0 || C <= 0 || C > 512 || (r && !y)) return 1;
+    const int nvec = (C + 7) / 8;
+    const __m256i tail = tail_mask(C);
+    const __m256 keep = _mm256_castsi256_ps(tail);
+#pragma omp parallel for schedule(static)
+    for (long i = 0; i < rows; ++i) {
+        const size_t at = (size_t)i * C;
+        __m256 a[64];
+        __m256 sum = _mm256_setzero_ps();
+        for (int v = 0; v < nvec; ++v) {
+            const bool whole = v < nvec - 1 || C % 8 == 0;
+            a[v] = load_part(x + at + 8 * v, whole, tail);
+            if (r) {
+                a[v] = _mm256_add_ps(a[v], load_part(r + at + 8 * v, whole, tail));
+                store_part(y + at + 8 * v, whole, tail, a[v]);
+            }
+            sum = _mm256_add_ps(sum, a[v]);
+        }
+        const float mean = hsum(sum) / C;
+        const __m256 mv = _mm256_set1_ps(mean);
+        __m256 sq = _mm256_setzero_ps();
+        for (int v = 0; v < nvec; ++v) {
+            const bool whole = v < nvec - 1 || C % 8 == 0;
+            a[v] = _mm256_sub_ps(a[v], mv);
+            if (!whole) a[v] = _mm256_and_ps(a[v], keep);  // the padding lanes out of the sum
+            sq = _mm256_fmadd_ps(a[v], a[v], sq);
+        }
+        const float rstd = 1.0f / sqrtf(hsum(sq) / C + eps);
+        const __m256 rv = _mm256_set1_ps(rstd);
+        for (int v = 0; v < nvec; ++v) {
+            const bool whole = v < nvec - 1 || C % 8 == 0;
+            const __m256 wv = load_part(w + 8 * v, whole, tail);
+            const __m256 bv = load_part(b + 8 * v, whole, tail);
+            store_part(n + at + 8 * v, whole, tail,
+                       _mm256_fmadd_ps(_mm256_mul_ps(a[v], rv), wv, bv));
+        }
+        stats[2 * i] = mean;
+        stats[2 * i + 1] = rstd;
+    }
+    return 0;
+}
+
+// The backward of lsr_add_layer_norm: from gn (the gradient of n), y (the LayerNorm's input),
+// w and the forward's stats, dx = rstd (gh - mean(gh) - xhat mean(gh xhat)) + gy with
+// gh = gn w, xhat = (y - mean) rstd, and gy (else NULL) the gradient y receives from its other
+// uses (dx is then the gradient of both x and r); dw = sum over rows of gn xhat, db = sum of gn
+// (per-thread sums added at the end).
+int lsr_layer_norm_backward(const float* gn, const float* gy, const float* y, const float* w,
+                            const float* stats, float* dx, float* dw, float* db, long rows,
+                            int C) {
+    if (rows < 0 || C <= 0 || C > 512) return 1;
+    const int nvec = (C + 7) / 8;
+    const __m256i tail = tail_mask(C);
+    memset(dw, 0, sizeof(float) * C);
+    memset(db, 0, sizeof(float) * C);
+#pragma omp parallel
+    {
+        __m256 accw[64], accb[64];
+        for (int v = 0; v < nvec; ++v) accw[v] = accb[v] = _mm256_setzero_ps();
+#pragma omp for schedule(static)
+        for (long i = 0; i < rows; ++i) {
+            const size_t at = (size_t)i * C;
+            const __m256 mv = _mm256_set1_ps(stats[2 * i]), rv = _mm256_set1_ps(stats[2 * i + 1]);
+            __m256 xh[64], gh[64];
+            __m256 s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps();
+            for (int v = 0; v < nvec; ++v) {
+                const bool whole = v < nvec - 1 || C % 8 == 0;
+                const __m256 g = load_part(gn + at + 8 * v, whole, tail);
+                // padding lanes: y and g load as 0, so gh = 0 and xhat's value does not matter
+                xh[v] = _mm256_mul_ps(_mm256_sub_ps(load_part(y + at + 8 * v, whole, tail), mv), rv);
+                gh[v] = _mm256_mul_ps(g, load_part(w + 8 * v, whole, tail));
+                s1 = _mm256_add_ps(s1, gh[v]);
+                s2 = _mm256_fmadd_ps(gh[v], xh[v], s2);
+                accw[v] = _mm256_fmadd_ps(g, xh[v], accw[v]);
+                accb[v] = _mm256_add_ps(accb[v], g);
+            }
+            const __m256 m1 = _mm256_set1_ps(hsum(s1) / C), m2 = _mm256_set1_ps(hsum(s2) / C);
+            for (int v = 0; v < nvec; ++v) {
+                const bool whole = v < nvec - 1 || C % 8 == 0;
+                __m256 d = _mm256_mul_ps(rv, _mm256_sub_ps(_mm256_sub_ps(gh[v], m1),
+                                                           _mm256_mul_ps(xh[v], m2)));
+                if (gy) d = _mm256_add_ps(d, load_part(gy + at + 8 * v, whole, tail));
+                store_part(dx + at + 8 * v, whole, tail, d);
+            }
+        }
+        alignas(32) float pw[512], pb[512];
+        for (int v = 0; v < nvec; ++v) {
+            _mm256_store_ps(pw + 8 * v, accw[v]);
+            _mm256_store_ps(pb + 8 * v, accb[v]);
+        }
+#pragma omp critical
+        for (int c = 0; c < C; ++c) {
+            dw[c] += pw[c];
+            db[c] += pb[c];
+        }
     }
     return 0;
 }

@@ -23,6 +23,13 @@ inline __m256i tail_mask(int n) {
     return _mm256_load_si256((const __m256i*)lanes);
 }
 
+// The sum of a vector's eight lanes.
+inline float hsum(__m256 v) {
+    const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
+}
+
 // ---- exact (erf) GELU -------------------------------------------------------------------------
 
 // exp(x) for x <= 0 (Cephes expf: range reduction by ln 2, degree-5 polynomial).
