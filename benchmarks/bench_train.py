@@ -15,7 +15,9 @@ differ:
   every iteration (``metrics.jsonl``), after its warm-up (compilation) iterations.
 
 The plain loop runs first and last and its two medians are averaged, so load drift on a shared
-machine hits both sides. Prints samples/s per row and the ratio to the plain loop, and for the
+machine hits both sides; ``--interleaved PAIRS`` instead alternates single steps of the plain
+and the native loop in one process and reports the median of the per-pair ratios, which drift
+disturbs least. Prints samples/s per row and the ratio to the plain loop, and for the
 plain and native rows also the CPU seconds per step (this process, all threads), which other
 processes' load disturbs much less than wall time.
 
@@ -23,6 +25,7 @@ processes' load disturbs much less than wall time.
     OMP_NUM_THREADS=1 python benchmarks/bench_train.py
     python benchmarks/bench_train.py --device cuda --batch 64   # the paper's batch on a GPU
     python benchmarks/bench_train.py --native-only   # plain vs native kernels only (CPU)
+    python benchmarks/bench_train.py --interleaved 12   # the same, one step of each in turn
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import json
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -55,18 +59,11 @@ def make_images(folder: Path, n: int = 8, size: int = 512) -> None:
         write_image(folder / f"{i}.png", np.clip(img, 0, 255).astype(np.uint8))
 
 
-def plain_loop(
-    folder: Path,
-    steps: int,
-    warmup: int,
-    batch: int,
-    patch: int,
-    device: torch.device,
-    native: bool = False,
-) -> tuple[float, float]:
-    """Eager float32: the loop anyone would write first (with ``native``, on the native
-    training kernels). Returns median samples/s and the median CPU seconds (all of this
-    process's threads) per step."""
+def make_step(
+    folder: Path, batch: int, patch: int, device: torch.device, native: bool = False
+) -> Callable[[], None]:
+    """One step of the eager float32 loop anyone would write first (with ``native``, on the
+    native training kernels): next batch, forward, loss, backward, Adam, EMA."""
     torch.manual_seed(0)
     model = build_model("safmn-x4").to(device)
     if native:
@@ -77,9 +74,8 @@ def plain_loop(
     records = scan_images([folder], scale=4, patch_size=patch, log=lambda s: None)
     ds = PatchDataset(records, scale=4, patch_size=patch, seed=0, cache=True)
     loader = iter(make_loader(ds, StreamSampler(len(ds), batch_size=batch, seed=0), workers=0))
-    times, cpu = [], []
-    for i in range(warmup + steps):
-        t0, c0 = time.perf_counter(), time.process_time()
+
+    def step() -> None:
         lr_img, hr_img = next(loader)
         lr_img, hr_img = lr_img.to(device), hr_img.to(device)
         loss, _ = sr_loss(model(lr_img), hr_img, l1=1.0, fft=0.05)
@@ -89,10 +85,62 @@ def plain_loop(
         ema_update(ema, model, 0.999)
         if device.type == "cuda":
             torch.cuda.synchronize()
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-            cpu.append(time.process_time() - c0)
+
+    return step
+
+
+def _timed(step: Callable[[], None]) -> tuple[float, float]:
+    """(wall, CPU) seconds of one call."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    step()
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
+def plain_loop(
+    folder: Path,
+    steps: int,
+    warmup: int,
+    batch: int,
+    patch: int,
+    device: torch.device,
+    native: bool = False,
+) -> tuple[float, float]:
+    """:func:`make_step`'s loop: median samples/s and the median CPU seconds (all of this
+    process's threads) per step after ``warmup`` steps."""
+    step = make_step(folder, batch, patch, device, native)
+    for _ in range(warmup):
+        step()
+    times, cpu = zip(*(_timed(step) for _ in range(steps)), strict=True)
     return batch / statistics.median(times), statistics.median(cpu)
+
+
+def interleaved(
+    folder: Path, pairs: int, batch: int, patch: int, device: torch.device
+) -> dict[str, float]:
+    """The plain and the native loop side by side in one process, one step each in turn (in
+    ABBA order), so that load drift hits both alike. Returns the medians of each side's wall and
+    CPU seconds per step and of the per-pair ratios plain / native."""
+    plain = make_step(folder, batch, patch, device)
+    native = make_step(folder, batch, patch, device, native=True)
+    for _ in range(2):
+        plain()
+        native()
+    rows: list[tuple[float, float, float, float]] = []
+    for i in range(pairs):
+        if i % 2 == 0:
+            p, n = _timed(plain), _timed(native)
+        else:
+            n, p = _timed(native), _timed(plain)
+        rows.append((*p, *n))
+    pw, pc, nw, nc = (list(col) for col in zip(*rows, strict=True))
+    return {
+        "plain_wall": statistics.median(pw),
+        "plain_cpu": statistics.median(pc),
+        "native_wall": statistics.median(nw),
+        "native_cpu": statistics.median(nc),
+        "ratio_wall": statistics.median(a / b for a, b in zip(pw, nw, strict=True)),
+        "ratio_cpu": statistics.median(a / b for a, b in zip(pc, nc, strict=True)),
+    }
 
 
 def lightsr_loop(
@@ -133,6 +181,28 @@ def lightsr_loop(
     return statistics.median(speeds)
 
 
+def run_interleaved(pairs: int, batch: int, patch: int, device: torch.device) -> None:
+    """Prints the table of :func:`interleaved`."""
+    if device.type != "cpu" or not native_training_available():
+        raise SystemExit("--interleaved: the native training kernels do not run here")
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "hr"
+        folder.mkdir()
+        make_images(folder)
+        r = interleaved(folder, pairs, batch, patch, device)
+    print(f"{pairs} pairs, one step of each loop in turn; medians")
+    print(f"{'loop':34s} {'samples/s':>10s} {'wall s/step':>12s} {'CPU s/step':>11s}")
+    for name in ("plain", "native"):
+        label = "plain eager fp32" + (" + native kernels" if name == "native" else "")
+        wall, cpu = r[f"{name}_wall"], r[f"{name}_cpu"]
+        print(f"{label:34s} {batch / wall:10.2f} {wall:12.3f} {cpu:11.3f}")
+    print(
+        f"native vs plain (median of the per-pair ratios): {r['ratio_wall']:.2f}x wall, "
+        f"{r['ratio_cpu']:.2f}x CPU time; total {time.perf_counter() - t0:.0f} s"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -142,6 +212,12 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="only plain vs the fastest options")
     ap.add_argument(
         "--native-only", action="store_true", help="only plain vs plain + native kernels"
+    )
+    ap.add_argument(
+        "--interleaved",
+        type=int,
+        metavar="PAIRS",
+        help="plain vs native kernels, one step each in turn for PAIRS pairs (CPU)",
     )
     args = ap.parse_args()
     device = torch.device(args.device)
@@ -165,6 +241,9 @@ def main() -> None:
         f"SAFMN x4 training, batch {args.batch} of {args.patch}x{args.patch} LR patches, "
         f"L1 + 0.05 FFT, Adam, EMA; {where}; torch {torch.__version__}"
     )
+    if args.interleaved:
+        run_interleaved(args.interleaved, args.batch, args.patch, device)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "hr"
         folder.mkdir()
