@@ -98,6 +98,26 @@ def test_geometric_ensemble_averages_the_eight_views() -> None:
     np.testing.assert_allclose(as8, np.round(img * 255) / 255, atol=1e-6)
 
 
+def test_geometric_ensemble_keeps_a_block_grid_aligned() -> None:
+    """With ``period``, every view the model sees has sides that are multiples of it (so that a
+    JPEG's blocks stay on the grid when flipped), and the mean is cropped back: exact for an
+    identity and for a x2 nearest upscale of odd-sized images."""
+    seen: list[tuple[int, ...]] = []
+
+    def identity(a: np.ndarray) -> np.ndarray:
+        seen.append(a.shape)
+        return a
+
+    img = np.random.default_rng(2).random((21, 35, 3)).astype(np.float32)
+    np.testing.assert_allclose(geometric_ensemble(identity, img, period=16), img, atol=1e-6)
+    assert len(seen) == 8 and all(h % 16 == 0 and w % 16 == 0 for h, w, _ in seen)
+    up = geometric_ensemble(lambda a: a.repeat(2, 0).repeat(2, 1), img, period=16)
+    np.testing.assert_allclose(up, img.repeat(2, 0).repeat(2, 1), atol=1e-6)
+    seen.clear()
+    geometric_ensemble(identity, img)  # period 1: the image as it is
+    assert {(h, w) for h, w, _ in seen} == {(21, 35), (35, 21)}
+
+
 def test_cli_json_csv_markdown_and_save_images(tmp_path: Path, capsys) -> None:
     root = str(data_root())
     base = ["eval", "--model", "bicubic", "--scale", "4", "--datasets", "Set5", "--data-root", root]

@@ -92,8 +92,10 @@ def _method(args: argparse.Namespace, scale: int) -> tuple[Any, str]:
 
     if args.self_ensemble:
         from lightsr.evaluation.evaluate import geometric_ensemble
+        from lightsr.restoration.tasks import JPEG_GRID
 
-        return (lambda x: geometric_ensemble(fn, x)), up.name + "+"
+        period = JPEG_GRID if args.task == "jpeg" else 1  # flips keep the blocks on the grid
+        return (lambda x: geometric_ensemble(fn, x, period)), up.name + "+"
     return fn, up.name
 
 

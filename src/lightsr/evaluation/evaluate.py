@@ -276,16 +276,31 @@ _TRANSFORMS: list[tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray
 ]
 
 
-def geometric_ensemble(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray:
+def geometric_ensemble(
+    fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, period: int = 1
+) -> np.ndarray:
     """Mean of ``fn`` over the 8 flips/rotations of an HxW(xC) float image, each undone
     (float32). ``fn`` maps a float [0, 1] image to one of any size that turns with it (SR,
-    restoration, depth SR); uint8 outputs are read as [0, 255]."""
+    restoration, depth SR); uint8 outputs are read as [0, 255].
+
+    ``period`` > 1 first pads the image at the bottom and right (edge values) to multiples of
+    it and crops the mean back: for inputs with a grid, such as JPEG's 8x8 blocks (16x16 with
+    4:2:0 chroma), so that every flip and rotation keeps the blocks on the grid the model was
+    trained on (flipping a 481-pixel-wide JPEG moves its block edges off the multiples of 8).
+    """
+    h, w = x.shape[:2]
+    ph, pw = -h % period, -w % period
+    if ph or pw:
+        x = np.pad(x, [(0, ph), (0, pw)] + [(0, 0)] * (x.ndim - 2), mode="edge")
     acc = None
     for fwd, inv in _TRANSFORMS:
         out = np.asarray(fn(np.ascontiguousarray(fwd(x))))
         out = out / 255.0 if out.dtype == np.uint8 else out.astype(np.float64)
         acc = inv(out) if acc is None else acc + inv(out)
     assert acc is not None
+    if ph or pw:  # the output's scale is its size over the padded input's
+        s = acc.shape[0] // x.shape[0]
+        acc = acc[: h * s, : w * s]
     return (acc / len(_TRANSFORMS)).astype(np.float32)
 
 

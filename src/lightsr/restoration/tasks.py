@@ -39,6 +39,7 @@ __all__ = [
     "DEFAULT_QUALITY_RANGE",
     "DEFAULT_SIGMA_RANGE",
     "DEPTH_SCALES",
+    "JPEG_GRID",
     "RESTORE_TASKS",
     "TASKS",
     "TaskSpec",
@@ -169,6 +170,11 @@ def add_gaussian_noise(img: np.ndarray, sigma: float, rng: np.random.Generator) 
     """
     noise = rng.standard_normal(img.shape) * (float(sigma) / 255.0)
     return (img.astype(np.float64) + noise).astype(np.float32)
+
+
+#: The period of a colour JPEG's block grid in pixels: 8x8 DCT blocks, and with 4:2:0 chroma
+#: 16x16 macroblocks (what a self-ensemble keeps aligned: ``geometric_ensemble(period=...)``).
+JPEG_GRID = 16
 
 
 def jpeg_bytes(img: np.ndarray, quality: int) -> bytes:
