@@ -137,6 +137,39 @@ def test_conv3x3_matches_torch(c: int, e: int) -> None:
             assert torch.equal(shuffled, F.pixel_shuffle(out, s))
 
 
+def test_avx512_products_give_the_avx2_bits() -> None:
+    """The Winograd products 16 lanes wide (AVX-512F, where the CPU has it) are the same FMAs in
+    the same order as the AVX2 ones: the whole fused CCM (96 expanded channels: 48-column blocks
+    and a 24-column one) and a convolution are bitwise equal either way."""
+    need_native()
+    torch.manual_seed(3)
+    x = rand(2, 36, 12, 16).contiguous(memory_format=CL)
+    ccm = list(native.pack_ccm(rand(96, 36, 3, 3, scale=0.1), rand(96, scale=0.1),
+                               rand(36, 96, 1, 1, scale=0.1), rand(36, scale=0.1)))  # fmt: skip
+    conv = native.pack_conv3x3(rand(72, 36, 3, 3, scale=0.1), rand(72, scale=0.1))
+    try:
+        if not native.set_avx512(True):
+            pytest.skip("this CPU has no AVX-512F: only the AVX2 products run here")
+        wide = native.ccm_f43(x, x, ccm, [], 0.0)[0], native.conv3x3_f43(x, *conv, 72)
+        assert not native.set_avx512(False) and not native.avx512_in_use()
+        narrow = native.ccm_f43(x, x, ccm, [], 0.0)[0], native.conv3x3_f43(x, *conv, 72)
+    finally:
+        native.set_avx512(None)
+    assert all(torch.equal(a, b) for a, b in zip(wide, narrow, strict=True))
+
+
+def test_avx2_only_by_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``LIGHTSR_NATIVE_ISA=avx2`` keeps the products to AVX2 from the library's load."""
+    need_native()
+    monkeypatch.setattr(native, "_state", {})
+    monkeypatch.setenv("LIGHTSR_NATIVE_ISA", "avx2")
+    try:
+        native.unavailable_reason()  # loads the library again
+        assert not native.avx512_in_use()
+    finally:
+        native.set_avx512(None)
+
+
 def test_streamed_block_equals_the_two_kernels() -> None:
     """safmn_block (SAFM rows into ring buffers, CCM tiles from them) gives exactly what
     safm_out followed by ccm_f43 gives, on several images and a height that splits

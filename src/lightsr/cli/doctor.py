@@ -38,6 +38,9 @@ def _lines() -> list[tuple[str, str]]:
     else:
         cuda = "not available" + (f" (torch built with CUDA {torch.version.cuda})"
                                   if torch.version.cuda else " (CPU-only torch)")  # fmt: skip
+    width = ""
+    if ops.status().available:  # LIGHTSR_NATIVE_ISA=avx2 keeps the products to AVX2
+        width = f"; Winograd products {'AVX-512' if ops.avx512_in_use() else 'AVX2'}"
     root = shared_root()
     shared = f"{root} ({'found' if root.is_dir() else 'not found; set LIGHTSR_SHARED'})"
     return [
@@ -46,7 +49,7 @@ def _lines() -> list[tuple[str, str]]:
         ("torch", torch.__version__),
         ("cpu", cpu),
         ("cuda", cuda),
-        ("native kernels", ops.status().describe()),
+        ("native kernels", ops.status().describe() + width),
         ("shared data", shared),
     ]
 

@@ -52,7 +52,9 @@ Loading, in this order (:func:`status` says which happened, and why not):
    (``LIGHTSR_NATIVE=0``, ``native=False``) or cannot run on this machine (not x86-64, no
    AVX2/FMA). ``lightsr doctor`` prints the same status.
 
-``LIGHTSR_NATIVE=0`` turns the kernels off.
+``LIGHTSR_NATIVE=0`` turns the kernels off. The Winograd matrix products run 16 lanes wide where
+the CPU has AVX-512F (functions compiled for it and chosen at run time; the rest is AVX2);
+``LIGHTSR_NATIVE_ISA=avx2`` or :func:`set_avx512` keeps them to AVX2. Both give the same bits.
 
 Threads: the kernel shares rows of tiles among OpenMP threads. It links ``libgomp.so.1``, which
 torch has already loaded, so it runs in torch's own thread pool (``torch.set_num_threads``
@@ -84,6 +86,7 @@ __all__ = [
     "MAX_CHANNELS",
     "MAX_LEVEL_CHANNELS",
     "NativeStatus",
+    "avx512_in_use",
     "cache_dir",
     "ccm_f43",
     "conv3x3_f43",
@@ -96,6 +99,7 @@ __all__ = [
     "pool_levels",
     "safm_out",
     "safmn_block",
+    "set_avx512",
     "status",
     "unavailable_reason",
 ]
@@ -127,6 +131,7 @@ _SIGNATURES = {
     "lsr_block": "i: ppp i pppppp f iiiii pppppppp f",
     "lsr_conv3x3_f43": "i: pp iiiii pp i",
     "lsr_pool_levels": "i: p iiiii p",
+    "lsr_set_isa": "i: i",
 }
 _CTYPES = {"i": ctypes.c_int, "f": ctypes.c_float, "p": ctypes.c_void_p, "Q": ctypes.c_uint64}
 
@@ -281,6 +286,8 @@ def _load(path: Path) -> ctypes.CDLL:
     except OSError as exc:
         raise _Unavailable(f"{path} cannot be loaded: {exc}", "reinstall lightsr", path) from None
     _declare(lib, path)
+    if os.environ.get("LIGHTSR_NATIVE_ISA", "").strip().lower() == "avx2":
+        lib.lsr_set_isa(0)
     return lib
 
 
@@ -396,6 +403,24 @@ def _library() -> ctypes.CDLL | None:
             _state["lib"], _state["status"] = _find()
         lib = _state.get("lib")
         return lib if isinstance(lib, ctypes.CDLL) else None
+
+
+def set_avx512(enabled: bool | None) -> bool:
+    """Let the Winograd matrix products (most of the 3x3 convolutions' arithmetic, inference and
+    training) run 16 lanes wide on CPUs with AVX-512F (True, the default), keep them to AVX2
+    (False), or return to the default (None). Returns whether they now run AVX-512. The outputs
+    are the same bits either way (the same FMAs in the same order). ``LIGHTSR_NATIVE_ISA=avx2``
+    in the environment sets False when the library loads. False without the library."""
+    lib = _library()
+    if lib is None:
+        return False
+    return bool(lib.lsr_set_isa(-1 if enabled is None else int(enabled)))
+
+
+def avx512_in_use() -> bool:
+    """Whether the Winograd matrix products run AVX-512 now (:func:`set_avx512`)."""
+    lib = _library()
+    return bool(lib is not None and lib.lsr_set_isa(-2))
 
 
 def status() -> NativeStatus:

@@ -42,6 +42,7 @@ namespace {
 
 using lsr::erf_over_sqrt2;
 using lsr::hsum;
+using lsr::wide_products;
 using lsr::input_tile;
 using lsr::parallel_rows;
 using lsr::tail_mask;
@@ -99,6 +100,25 @@ inline void gemm_4x24(const float* a, int lda, const float* b, int ldb, int k, f
     mac<4, 3>(rows, b, ldb, k, acc);
     for (int t = 0; t < 4; ++t)
         for (int v = 0; v < 3; ++v) _mm256_storeu_ps(o + (size_t)t * ldo + 8 * v, acc[t][v]);
+}
+
+// gemm_4x24 for 48 columns as three 16-lane AVX-512 vectors: the same FMAs, in the same order.
+__attribute__((target("avx512f"))) void gemm_4x48(const float* a, int lda, const float* b, int ldb,
+                                                   int k, float* o, int ldo) {
+    __m512 acc[4][3];
+    for (int t = 0; t < 4; ++t)
+        for (int v = 0; v < 3; ++v) acc[t][v] = _mm512_setzero_ps();
+    for (int c = 0; c < k; ++c) {
+        const float* wc = b + (size_t)c * ldb;
+        __m512 wv[3];
+        for (int v = 0; v < 3; ++v) wv[v] = _mm512_loadu_ps(wc + 16 * v);
+        for (int t = 0; t < 4; ++t) {
+            const __m512 av = _mm512_set1_ps(a[(size_t)t * lda + c]);
+            for (int v = 0; v < 3; ++v) acc[t][v] = _mm512_fmadd_ps(av, wv[v], acc[t][v]);
+        }
+    }
+    for (int t = 0; t < 4; ++t)
+        for (int v = 0; v < 3; ++v) _mm512_storeu_ps(o + (size_t)t * ldo + 16 * v, acc[t][v]);
 }
 
 // The 1x1 projection of P pixels to NV vectors of output channels, with bias and residual:
@@ -240,6 +260,7 @@ void tile_row(const float* y, const float* x, bool ring, float* out, int H, int 
     const float* zeros = rowt + 36L * CP;       // [CP]
     float* stage = rowt + 36L * CP + CP;        // [4 C + 8]
     const __m256i tail = tail_mask(C), run_tail = tail_mask(4 * C), e_tail = tail_mask(E);
+    const bool wide = wide_products();
 
     {
         for (int tx0 = 0; tx0 < TW; tx0 += NT) {
@@ -255,12 +276,16 @@ void tile_row(const float* y, const float* x, bool ring, float* out, int H, int 
                 };
                 input_tile(pixel, C, tail, rowt, V + (size_t)t * CP, (size_t)NT * CP);
             }
-            // 2. 36 products (NT x C) @ (C x EP)
+            // 2. 36 products (NT x C) @ (C x EP), 48 columns at a time where AVX-512 runs
             for (int k = 0; k < 36; ++k)
-                for (int e = 0; e < EP; e += 24)
+                for (int e = 0; e < EP;) {
+                    const bool w48 = wide && EP - e >= 48;
                     for (int t0 = 0; t0 < nt; t0 += 4)
-                        gemm_4x24(V + ((size_t)k * NT + t0) * CP, CP, U + (size_t)k * C * EP + e,
-                                  EP, C, M + ((size_t)k * NT + t0) * EP + e, EP);
+                        (w48 ? gemm_4x48 : gemm_4x24)(
+                            V + ((size_t)k * NT + t0) * CP, CP, U + (size_t)k * C * EP + e, EP, C,
+                            M + ((size_t)k * NT + t0) * EP + e, EP);
+                    e += w48 ? 48 : 24;
+                }
             // 3. output transform, bias, GELU -> h[t * 16 + p * 4 + q][e]
             for (int t = 0; t < nt; ++t) {
                 for (int e = 0; e < EP; e += 8) {
@@ -464,6 +489,17 @@ int lsr_pool_levels(const float* y, int N, int H, int W, int C, int levels, floa
 #if !defined(LSR_ABI) || !defined(LSR_SOURCE_DIGEST)
 #error "build with -DLSR_ABI and -DLSR_SOURCE_DIGEST, as setup.py and lightsr.native.ops do"
 #endif
+// The matrix products' vector width: level 0 keeps them to AVX2, 1 lets them use AVX-512 where
+// the CPU has it (the default), -1 returns to the default, -2 changes nothing. Returns 1 when
+// they now run AVX-512.
+int lsr_set_isa(int level) {
+    if (level != -2) {
+        const int wide = __builtin_cpu_supports("avx512f") ? 1 : 0;
+        lsr::isa_setting() = level == -1 ? -1 : (level == 0 ? 0 : wide);
+    }
+    return wide_products() ? 1 : 0;
+}
+
 int lsr_abi(void) { return LSR_ABI; }
 uint64_t lsr_source_digest(void) { return LSR_SOURCE_DIGEST; }
 

@@ -23,6 +23,22 @@ inline __m256i tail_mask(int n) {
     return _mm256_load_si256((const __m256i*)lanes);
 }
 
+// ---- vector width of the matrix products ---------------------------------------------------
+
+// The Winograd-domain matrix products (the bulk of the 3x3 convolutions' arithmetic) run 16
+// lanes wide on CPUs with AVX-512F and 8 wide (AVX2) elsewhere or when lsr_set_isa(0) asked for
+// it. Either way every output element is the same chain of FMAs in the same order, so the two
+// give identical bits. -1: not decided yet (the CPU decides on first use).
+inline int& isa_setting() {
+    static int level = -1;
+    return level;
+}
+inline bool wide_products() {
+    int& level = isa_setting();
+    if (level < 0) level = __builtin_cpu_supports("avx512f") ? 1 : 0;
+    return level == 1;
+}
+
 // The sum of a vector's eight lanes.
 inline float hsum(__m256 v) {
     const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
