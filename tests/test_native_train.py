@@ -135,9 +135,11 @@ def test_add_layer_norm_kernels_match_autograd(n: int, c: int, h: int, w: int) -
     assert rel_err(y32.grad, y64.grad) <= TOL
 
 
-def test_the_fused_body_matches_autograd() -> None:
+@pytest.mark.parametrize(("h", "w"), [(16, 24), (13, 17)])
+def test_the_fused_body_matches_autograd(h: int, w: int) -> None:
     """A whole SAFMN with the fused body (residual adds in the LayerNorms): output and every
-    parameter's gradient against the float64 PyTorch model."""
+    parameter's gradient against the float64 PyTorch model; at 13x17 the SAFMs run their
+    PyTorch formulation inside the fused body (sizes not divisible by 8)."""
     need_kernels()
     torch.manual_seed(5)
     ref = _perturbed(SAFMN(dim=16, n_blocks=3, upscaling_factor=2))
@@ -145,8 +147,8 @@ def test_the_fused_body_matches_autograd() -> None:
     assert type(native.feats).__name__ == "NativeBody"
     assert list(native.state_dict()) == list(ref.state_dict())
     ref = ref.double()
-    x = torch.rand(2, 3, 16, 24, dtype=torch.float64)
-    grad = torch.randn(2, 3, 32, 48, dtype=torch.float64)
+    x = torch.rand(2, 3, h, w, dtype=torch.float64)
+    grad = torch.randn(2, 3, 2 * h, 2 * w, dtype=torch.float64)
     out = ref(x)
     out.backward(grad)
     got = native(x.float())
