@@ -135,6 +135,36 @@ def test_add_layer_norm_kernels_match_autograd(n: int, c: int, h: int, w: int) -
     assert rel_err(y32.grad, y64.grad) <= TOL
 
 
+@pytest.mark.parametrize(
+    ("n", "c", "h", "w", "levels"),
+    [(2, 36, 16, 24, 4), (1, 12, 8, 8, 4), (3, 64, 8, 16, 4), (2, 20, 12, 6, 2), (1, 5, 3, 3, 1)],
+)
+def test_split_pool_matches_chunk_and_max_pool(n: int, c: int, h: int, w: int, levels: int):
+    """The SAFM's split and pooled levels, forward and backward, bit for bit against
+    ``chunk`` and ``max_pool2d``, with ties in the windows (the first maximum takes the
+    gradient), a NaN, and a level whose gradient is missing."""
+    need_kernels()
+    torch.manual_seed(c + h + levels)
+    x = torch.randn(n, c, h, w)
+    x[:, :, ::2] = x[:, :, ::2].round()  # ties: equal maxima in many windows
+    x[0, -1, 0, 0] = float("nan")
+    ref_x = x.clone().requires_grad_()
+    chunks = ref_x.chunk(levels, 1)
+    ref = [chunks[0]] + [F.max_pool2d(chunks[i], 2**i) for i in range(1, levels)]
+    got_x = x.contiguous(memory_format=torch.channels_last).requires_grad_()
+    got = train_ops.SplitPoolFunction.apply(got_x, levels)
+    assert len(got) == levels
+    for a, b in zip(got, ref, strict=True):
+        assert a.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(a, b) or torch.allclose(a, b, equal_nan=True, rtol=0, atol=0)
+    grads = [torch.randn_like(r) for r in ref]
+    used = list(range(levels - 1)) if levels > 2 else list(range(levels))  # the last unused
+    torch.autograd.backward([ref[i] for i in used], [grads[i] for i in used])
+    torch.autograd.backward([got[i] for i in used], [grads[i] for i in used])
+    assert got_x.grad is not None and ref_x.grad is not None
+    assert torch.equal(got_x.grad, ref_x.grad)
+
+
 @pytest.mark.parametrize(("h", "w"), [(16, 24), (13, 17)])
 def test_the_fused_body_matches_autograd(h: int, w: int) -> None:
     """A whole SAFMN with the fused body (residual adds in the LayerNorms): output and every

@@ -19,11 +19,12 @@ with the activations channels-last from the first convolution to the last:
   (``lsr_gelu_forward``, which also writes the GELU's slope, saved in place of its input so that
   the backward, ``lsr_gelu_backward``, is a product instead of erf and exp again, and sums the
   expansion's bias gradient), and the 1x1 projection as matrix products over the pixels;
-- the SAFM (:class:`SafmMixFunction`, after PyTorch's pooling and depth-wise convolutions):
-  the channel split into contiguous levels with a one-pass backward
-  (:class:`SplitChannelsFunction`), nearest upsampling and concatenation of the levels in one
-  native pass (``lsr_levels_gather``; backward ``lsr_levels_scatter``), the 1x1 aggregation as
-  one matrix product each way, GELU and modulation in one native pass each way;
+- the SAFM (:class:`SafmMixFunction`, around PyTorch's depth-wise convolutions): the channel
+  split and the levels' max pooling in one native pass each way (:class:`SplitPoolFunction`,
+  ``lsr_split_pool``, which records where each maximum came from), nearest upsampling and
+  concatenation of the levels in one native pass (``lsr_levels_gather``; backward
+  ``lsr_levels_scatter``), the 1x1 aggregation as one matrix product each way, GELU and
+  modulation in one native pass each way;
 - the channel LayerNorm (:class:`LayerNormFunction`) in one native pass each way
   (``lsr_add_layer_norm``, ``lsr_layer_norm_backward``); in the body (:class:`NativeBody`),
   each residual add and the LayerNorm after it are one pass, and the backward adds the
@@ -62,7 +63,7 @@ __all__ = [
     "NativeLayerNorm",
     "NativeSAFM",
     "SafmMixFunction",
-    "SplitChannelsFunction",
+    "SplitPoolFunction",
     "add_layer_norm",
     "conv3x3",
     "conv3x3_weight_grad",
@@ -83,6 +84,8 @@ _SIGNATURES = {
     "lsr_layer_norm_backward": "i: ppppp ppp li",
     "lsr_levels_gather": "i: pip iiii",
     "lsr_levels_scatter": "i: ppi iiii",
+    "lsr_split_pool": "i: p iiiii ppp",
+    "lsr_split_pool_backward": "i: ppp iiiii p",
 }
 _CTYPES = {**ops._CTYPES, "l": ctypes.c_long}
 
@@ -449,21 +452,52 @@ class AddLayerNormFunction(torch.autograd.Function):
         return dx, dx, dw, db, None
 
 
-class SplitChannelsFunction(torch.autograd.Function):
-    """``x.chunk(parts, dim=1)`` with each part a contiguous channels-last tensor; the backward
-    is one concatenation (autograd's backward of ``chunk`` zero-fills and copies each part)."""
+class SplitPoolFunction(torch.autograd.Function):
+    """The SAFM's levels before their depth-wise convolutions, for a (B, C, H, W) float32 CPU
+    tensor with H and W multiples of ``2^(levels - 1)``: ``x.chunk(levels, 1)`` with chunk 0 as
+    it is and chunk ``i`` max-pooled over ``2^i x 2^i`` windows (``F.max_pool2d(chunk, 2^i)``),
+    all channels-last and contiguous, in one native pass (``lsr_split_pool``). The backward
+    writes the input's whole gradient in one pass (``lsr_split_pool_backward``): chunk 0's
+    gradient, and each pooled value's gradient at the pixel its maximum came from (the first
+    maximum in the window in row-major order, as ``max_pool2d``), zeros elsewhere; no per-chunk
+    copies, zero fills or concatenation."""
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor, parts: int
+        ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor, levels: int
     ) -> tuple[torch.Tensor, ...]:
-        return tuple(t.contiguous(memory_format=torch.channels_last) for t in x.chunk(parts, 1))
+        b, c, h, w = x.shape
+        k = c // levels
+        xs = _nhwc(x)
+        c0 = x.new_empty(b, h, w, k)
+        pooled = [x.new_empty(b, h >> i, w >> i, k) for i in range(1, levels)]
+        args = [torch.empty(t.shape, dtype=torch.int32) for t in pooled]
+        code = _lib().lsr_split_pool(
+            xs.data_ptr(), b, h, w, c, levels, c0.data_ptr(),
+            ops._ptr_array(pooled), ops._ptr_array(args),
+        )  # fmt: skip
+        _check(code, "split_pool")
+        ctx.save_for_backward(*args)
+        ctx.shape = (b, c, h, w, levels)  # type: ignore[attr-defined]
+        return tuple(t.permute(0, 3, 1, 2) for t in (c0, *pooled))
 
     @staticmethod
     def backward(  # type: ignore[override]
-        ctx: torch.autograd.function.FunctionCtx, *grads: torch.Tensor
+        ctx: torch.autograd.function.FunctionCtx, *grads: torch.Tensor | None
     ) -> tuple[torch.Tensor | None, ...]:
-        return torch.cat(grads, dim=1).contiguous(memory_format=torch.channels_last), None
+        args = ctx.saved_tensors  # type: ignore[attr-defined]
+        b, c, h, w, levels = ctx.shape  # type: ignore[attr-defined]
+        gs = [None if g is None else _nhwc(g) for g in grads]
+        dx = torch.empty(b, h, w, c)
+        code = _lib().lsr_split_pool_backward(
+            None if gs[0] is None else gs[0].data_ptr(),
+            (ctypes.c_void_p * max(1, levels - 1))(
+                *(None if g is None else g.data_ptr() for g in gs[1:])
+            ),
+            ops._ptr_array(list(args)), b, h, w, c, levels, dx.data_ptr(),
+        )  # fmt: skip
+        _check(code, "split_pool_backward")
+        return dx.permute(0, 3, 1, 2), None
 
 
 # ---- modules ------------------------------------------------------------------------------------
@@ -596,8 +630,9 @@ class SafmMixFunction(torch.autograd.Function):
 
 class NativeSAFM(nn.Module):
     """The paper's SAFM (max-pooled levels, GELU, modulation) on channels-last activations: the
-    levels pooled by ``max_pool2d`` with the exact window (the adaptive pooling's, for sizes
-    divisible by the window) and convolved depth-wise by PyTorch, the rest by
+    channels split and the levels max-pooled with the exact window (the adaptive pooling's, for
+    sizes divisible by the window) by :class:`SplitPoolFunction`, convolved depth-wise by
+    PyTorch, the rest by
     :class:`SafmMixFunction`; the same sub-modules, so the state dict keeps its keys.
 
     Args:
@@ -616,10 +651,8 @@ class NativeSAFM(nn.Module):
         c, h, w = x.shape[1:]
         if not _native_input(x) or h % 2 ** (self.n_levels - 1) or w % 2 ** (self.n_levels - 1):
             return self.reference[0](x)  # type: ignore[no-any-return]
-        chunks = SplitChannelsFunction.apply(x, self.n_levels)
-        levels = [self.mfr[0](chunks[0])]
-        for i in range(1, self.n_levels):
-            levels.append(self.mfr[i](F.max_pool2d(chunks[i], 2**i)))
+        parts = SplitPoolFunction.apply(x, self.n_levels)
+        levels = [mfr(part) for mfr, part in zip(self.mfr, parts, strict=True)]
         weight = self.aggr.weight.reshape(c, c)  # type: ignore[union-attr]
         return SafmMixFunction.apply(x, weight, self.aggr.bias, *levels)  # type: ignore[no-any-return]
 

@@ -404,6 +404,108 @@ int lsr_levels_scatter(const float* dcat, float* const* dlevels, int L, int N, i
     return 0;
 }
 
+// ---- the SAFM's channel split and max pooling -----------------------------------------------
+
+// The SAFM's levels before their depth-wise convolutions, in one pass over x (N, H, W, C), C = L k,
+// H and W multiples of 2^(L - 1): c0 (N, H, W, k) = channels [0, k) (level 0 is not pooled);
+// for i = 1 .. L - 1, pooled[i - 1] (N, H >> i, W >> i, k) = the maximum of channels
+// [i k, (i + 1) k) over each 2^i x 2^i window and arg[i - 1] (int32, same shape) the position
+// dy 2^i + dx in the window of the first maximum in row-major order, a NaN counting as a new
+// maximum: the element torch's max_pool2d picks, so that the backward routes the gradient to
+// the same pixel. Bands of 2^(L - 1) rows are shared among the OpenMP threads.
+int lsr_split_pool(const float* x, int N, int H, int W, int C, int L, float* c0,
+                   float* const* pooled, int32_t* const* arg) {
+    if (L < 1 || N <= 0 || C <= 0 || C % L) return 1;
+    const int K = 1 << (L - 1), k = C / L, nch = (k + 7) / 8;
+    if (H % K || W % K || nch > 8) return 1;
+    const __m256i tail = tail_mask(k), all = _mm256_set1_epi32(-1);
+    const long bands = (long)N * (H / K);
+#pragma omp parallel for schedule(static)
+    for (long band = 0; band < bands; ++band) {
+        const long n = band / (H / K);
+        const int r0 = (int)(band % (H / K)) * K;
+        for (int r = r0; r < r0 + K; ++r) {
+            const float* src = x + ((size_t)n * H + r) * W * C;
+            float* dst = c0 + ((size_t)n * H + r) * W * k;
+            for (int col = 0; col < W; ++col)
+                memcpy(dst + (size_t)col * k, src + (size_t)col * C, sizeof(float) * k);
+        }
+        for (int i = 1; i < L; ++i) {
+            const int f = 1 << i, hi = H >> i, wi = W >> i;
+            for (int cr = r0 >> i; cr < (r0 + K) >> i; ++cr) {
+                for (int cc = 0; cc < wi; ++cc) {
+                    const size_t cell = (((size_t)n * hi + cr) * wi + cc) * k;
+                    for (int v = 0; v < nch; ++v) {
+                        const __m256i m = v == nch - 1 ? tail : all;
+                        __m256 best = _mm256_set1_ps(-INFINITY);
+                        __m256 pos = _mm256_setzero_ps();  // int32 lanes, blended as floats
+                        for (int dy = 0; dy < f; ++dy) {
+                            const float* p = x + (((size_t)n * H + (size_t)cr * f + dy) * W +
+                                                  (size_t)cc * f) * C + i * k + 8 * v;
+                            for (int dx = 0; dx < f; ++dx, p += C) {
+                                const __m256 val = _mm256_maskload_ps(p, m);
+                                const __m256 take = _mm256_or_ps(
+                                    _mm256_cmp_ps(val, best, _CMP_GT_OQ),
+                                    _mm256_cmp_ps(val, val, _CMP_UNORD_Q));
+                                best = _mm256_blendv_ps(best, val, take);
+                                pos = _mm256_blendv_ps(
+                                    pos, _mm256_castsi256_ps(_mm256_set1_epi32(dy * f + dx)), take);
+                            }
+                        }
+                        _mm256_maskstore_ps(pooled[i - 1] + cell + 8 * v, m, best);
+                        _mm256_maskstore_ps((float*)(arg[i - 1] + cell + 8 * v), m, pos);
+                    }
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+// The backward of lsr_split_pool: dx (N, H, W, C) = g0 in channels [0, k) and, in channels
+// [i k, (i + 1) k), gp[i - 1]'s value of the pixel's window where arg[i - 1] names the pixel,
+// 0 elsewhere (g0 or gp[i - 1] NULL: zeros). One pass over dx, rows shared among the threads.
+int lsr_split_pool_backward(const float* g0, const float* const* gp, const int32_t* const* arg,
+                            int N, int H, int W, int C, int L, float* dx) {
+    if (L < 1 || N <= 0 || C <= 0 || C % L) return 1;
+    const int K = 1 << (L - 1), k = C / L, nch = (k + 7) / 8;
+    if (H % K || W % K || nch > 8) return 1;
+    const __m256i tail = tail_mask(k), all = _mm256_set1_epi32(-1);
+    // a row is assembled in scratch (a chunk's padded last vector spills into the next
+    // chunk's place before that is written, and past the row's end into 8 spare floats)
+    return parallel_rows((long)N * H, sizeof(float) * ((size_t)W * C + 8), [&](long r, void* buf) {
+        const long n = r / H;
+        const int row = (int)(r % H);
+        float* out = (float*)buf;
+        for (int col = 0; col < W; ++col) {
+            float* px = out + (size_t)col * C;
+            for (int v = 0; v < nch; ++v) {
+                const __m256i m = v == nch - 1 ? tail : all;
+                _mm256_storeu_ps(px + 8 * v,
+                                 g0 ? _mm256_maskload_ps(g0 + ((size_t)r * W + col) * k + 8 * v, m)
+                                    : _mm256_setzero_ps());
+            }
+            for (int i = 1; i < L; ++i) {
+                const int f = 1 << i, hi = H >> i, wi = W >> i;
+                const size_t cell = (((size_t)n * hi + (row >> i)) * wi + (col >> i)) * k;
+                const __m256i here = _mm256_set1_epi32((row & (f - 1)) * f + (col & (f - 1)));
+                for (int v = 0; v < nch; ++v) {
+                    const __m256i m = v == nch - 1 ? tail : all;
+                    __m256 g = _mm256_setzero_ps();
+                    if (gp[i - 1]) {
+                        const __m256i a = _mm256_castps_si256(
+                            _mm256_maskload_ps((const float*)(arg[i - 1] + cell + 8 * v), m));
+                        g = _mm256_and_ps(_mm256_maskload_ps(gp[i - 1] + cell + 8 * v, m),
+                                          _mm256_castsi256_ps(_mm256_cmpeq_epi32(a, here)));
+                    }
+                    _mm256_storeu_ps(px + i * k + 8 * v, g);
+                }
+            }
+        }
+        memcpy(dx + (size_t)r * W * C, out, sizeof(float) * W * C);
+    });
+}
+
 // M (36, CP, EP) = the Winograd-domain weight gradient of a 3x3 convolution (see the top of
 // this file) for N images: y (N, H, W, C), dout (N, H, W, E). Tile rows are shared among the
 // OpenMP threads (torch's pool), each accumulating its own M, summed at the end. Returns 0, 1
