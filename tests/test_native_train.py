@@ -94,6 +94,17 @@ def test_gelu_kernels_match_autograd(rows: int, c: int) -> None:
     assert rel_err(dz1, torch.ops.aten.gelu_backward(grad, z.detach())) <= TOL
     act2, none2, none3 = train_ops.gelu_forward(z32)  # without m and slope
     assert none2 is None and none3 is None and torch.equal(act2, act)
+    # with a per-column bias added in the same pass: the GELU of z + bias, and its slope
+    bias = torch.randn(c, dtype=torch.float64)
+    zb = (z.detach() - bias).float()
+    act3, got3, slope3 = train_ops.gelu_forward(zb, m32, slope=True, bias=bias.float())
+    assert got3 is not None and slope3 is not None
+    assert rel_err(act3, F.gelu(zb.double() + bias)) <= TOL
+    assert rel_err(got3, F.gelu(zb.double() + bias) * m.detach()) <= TOL
+    dz3, _, _ = train_ops.gelu_backward(g32, slope3, m32, act3)
+    assert rel_err(dz3, z.grad) <= 10 * TOL  # z - bias + bias differs from z by rounding
+    with pytest.raises(ValueError, match="bias"):
+        train_ops.gelu_forward(zb, bias=torch.zeros(c + 1))
 
 
 @pytest.mark.parametrize(

@@ -78,7 +78,7 @@ __all__ = [
 #: The training kernels' C functions (``kernels/safmn_train.cpp``), as ops._SIGNATURES.
 _SIGNATURES = {
     "lsr_conv3x3_wgrad_f43": "i: pp iiiii p",
-    "lsr_gelu_forward": "i: ppppp l",
+    "lsr_gelu_forward": "i: pppppp li",
     "lsr_gelu_backward": "i: ppppppp li",
     "lsr_add_layer_norm": "i: pppppp p lif",
     "lsr_layer_norm_backward": "i: ppppp ppp li",
@@ -190,17 +190,25 @@ def _ptr(t: torch.Tensor | None) -> int | None:
 
 
 def gelu_forward(
-    z: torch.Tensor, m: torch.Tensor | None = None, slope: bool = False
+    z: torch.Tensor,
+    m: torch.Tensor | None = None,
+    slope: bool = False,
+    bias: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """``(gelu(z), gelu(z) * m, gelu'(z))`` (exact GELU; the second None without ``m``, the
-    third None without ``slope``) in one pass; contiguous float32 CPU tensors of one shape.
-    The backward (:func:`gelu_backward`) takes the slope instead of ``z``: it is a product,
-    not erf and exp again, and saving the slope instead of ``z`` costs no memory."""
+    """``(gelu(z'), gelu(z') * m, gelu'(z'))`` with ``z' = z + bias`` (exact GELU; the second
+    None without ``m``, the third None without ``slope``; ``bias`` None: ``z' = z``) in one
+    pass; contiguous float32 CPU tensors of one shape, (rows, C) when ``bias`` (C) is given.
+    The backward (:func:`gelu_backward`) takes the slope instead of ``z'``: it is a product,
+    not erf and exp again, and saving the slope instead of ``z'`` costs no memory."""
     act = torch.empty_like(z)
     out = None if m is None else torch.empty_like(z)
     der = torch.empty_like(z) if slope else None
-    ptrs = [_ptr(t) for t in (z, m, act, out, der)]
-    _check(_lib().lsr_gelu_forward(*ptrs, z.numel()), "gelu_forward")
+    c = z.shape[-1] if bias is not None else 1
+    if bias is not None and (z.dim() != 2 or bias.shape != (c,)):
+        raise ValueError(f"gelu_forward: bias of shape {tuple(bias.shape)} for z of shape "
+                         f"{tuple(z.shape)}: expected (rows, C) and (C,)")  # fmt: skip
+    ptrs = [_ptr(t) for t in (z, bias, m, act, out, der)]
+    _check(_lib().lsr_gelu_forward(*ptrs, z.numel() // c, c), "gelu_forward")
     return act, out, der
 
 
@@ -376,7 +384,7 @@ class CCMFunction(torch.autograd.Function):
         hidden = _nhwc(_conv3x3_forward(x, w1, b1)).view(-1, e)  # (B h w, E), before GELU
         act, _, slope = gelu_forward(hidden, slope=True)
         w2m = w2.reshape(c, e)
-        out = torch.addmm(b2, act, w2m.t())  # (B h w, C)
+        out = (act @ w2m.t()).add_(b2)  # (B h w, C); faster than addmm here
         ctx.save_for_backward(x, w1, slope, act, w2m)
         return out.view(n, h, w, c).permute(0, 3, 1, 2)
 
@@ -600,9 +608,9 @@ class SafmMixFunction(torch.autograd.Function):
         ls = [_nhwc(s) for s in levels]
         code = _lib().lsr_levels_gather(ops._ptr_array(ls), len(ls), cat.data_ptr(), b, h, w, c)
         _check(code, "levels_gather")
-        z = torch.addmm(bias, cat.view(-1, c), weight.t())  # (B h w, C)
+        z = cat.view(-1, c) @ weight.t()  # (B h w, C), the bias added in the GELU's pass
         xs = _nhwc(x).view(-1, c)
-        act, out, slope = gelu_forward(z, xs, slope=True)
+        act, out, slope = gelu_forward(z, xs, slope=True, bias=bias.detach())
         assert out is not None
         ctx.save_for_backward(xs, weight, cat, act, slope)
         ctx.shape = (b, c, h, w, len(levels))  # type: ignore[attr-defined]

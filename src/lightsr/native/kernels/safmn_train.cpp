@@ -192,26 +192,42 @@ inline void normal_cdf_pdf(__m256 x, __m256& cdf, __m256& pdf) {
 
 extern "C" {
 
-// act = gelu(z) and, with m (else NULL), out = act * m, and with slope (else NULL)
-// slope = gelu'(z), which the backward then reads instead of evaluating erf and exp again;
-// elementwise over n floats.
-int lsr_gelu_forward(const float* z, const float* m, float* act, float* out, float* slope,
-                     long n) {
-    if (n < 0) return 1;
-    const long blocks = (n + 7) / 8;
-#pragma omp parallel for schedule(static)
-    for (long b = 0; b < blocks; ++b) {
-        const long i = 8 * b;
-        const bool whole = n - i >= 8;
-        const __m256i mask = tail_mask(whole ? 8 : (int)(n - i));
-        const __m256 x = load_part(z + i, whole, mask);
+// act = gelu(z + bias) and, with m (else NULL), out = act * m, and with slope (else NULL)
+// slope = gelu'(z + bias), which the backward then reads instead of evaluating erf and exp
+// again; elementwise over rows x C floats, bias (C floats, else NULL: none, and then C may be
+// any split of the floats into rows) added to every row.
+int lsr_gelu_forward(const float* z, const float* bias, const float* m, float* act, float* out,
+                     float* slope, long rows, int C) {
+    if (rows < 0 || C <= 0) return 1;
+    const auto one = [&](size_t i, bool whole, __m256i mask, __m256 x) {
         __m256 cdf, pdf;
         normal_cdf_pdf(x, cdf, pdf);
         const __m256 a = _mm256_mul_ps(x, cdf);
         store_part(act + i, whole, mask, a);
         if (m) store_part(out + i, whole, mask, _mm256_mul_ps(a, load_part(m + i, whole, mask)));
         if (slope) store_part(slope + i, whole, mask, _mm256_fmadd_ps(x, pdf, cdf));
+    };
+    if (!bias) {  // one flat run of 8-float blocks
+        const long n = rows * C, blocks = (n + 7) / 8;
+#pragma omp parallel for schedule(static)
+        for (long b = 0; b < blocks; ++b) {
+            const long i = 8 * b;
+            const bool whole = n - i >= 8;
+            const __m256i mask = tail_mask(whole ? 8 : (int)(n - i));
+            one(i, whole, mask, load_part(z + i, whole, mask));
+        }
+        return 0;
     }
+    const int nvec = (C + 7) / 8;
+    const __m256i tail = tail_mask(C);
+#pragma omp parallel for schedule(static)
+    for (long r = 0; r < rows; ++r)
+        for (int v = 0; v < nvec; ++v) {
+            const bool whole = v < nvec - 1 || C % 8 == 0;
+            const size_t i = (size_t)r * C + 8 * v;
+            one(i, whole, tail, _mm256_add_ps(load_part(z + i, whole, tail),
+                                              load_part(bias + 8 * v, whole, tail)));
+        }
     return 0;
 }
 
