@@ -139,20 +139,32 @@ def test_conv3x3_matches_torch(c: int, e: int) -> None:
 
 def test_avx512_products_give_the_avx2_bits() -> None:
     """The Winograd products 16 lanes wide (AVX-512F, where the CPU has it) are the same FMAs in
-    the same order as the AVX2 ones: the whole fused CCM (96 expanded channels: 48-column blocks
-    and a 24-column one) and a convolution are bitwise equal either way."""
+    the same order as the AVX2 ones: the whole fused CCM (96 expanded channels: a 72-column
+    block and a 24-column one), convolutions to 24, 48, 72 and 144 channels, and the weight
+    gradient (kernels/safmn_train.cpp) are bitwise equal either way."""
     need_native()
+    from lightsr.native import train_ops
+
     torch.manual_seed(3)
     x = rand(2, 36, 12, 16).contiguous(memory_format=CL)
     ccm = list(native.pack_ccm(rand(96, 36, 3, 3, scale=0.1), rand(96, scale=0.1),
                                rand(36, 96, 1, 1, scale=0.1), rand(36, scale=0.1)))  # fmt: skip
-    conv = native.pack_conv3x3(rand(72, 36, 3, 3, scale=0.1), rand(72, scale=0.1))
+    convs = {e: native.pack_conv3x3(rand(e, 36, 3, 3, scale=0.1), rand(e, scale=0.1))
+             for e in (24, 48, 72, 144)}  # fmt: skip
+    grads = {e: rand(2, e, 12, 16).contiguous(memory_format=CL) for e in (24, 72, 96)}
+
+    def run() -> list[torch.Tensor]:
+        outs = [native.ccm_f43(x, x, ccm, [], 0.0)[0]]
+        outs += [native.conv3x3_f43(x, *conv, e) for e, conv in convs.items()]
+        outs += [train_ops.conv3x3_weight_grad(x, g) for g in grads.values()]
+        return outs
+
     try:
         if not native.set_avx512(True):
             pytest.skip("this CPU has no AVX-512F: only the AVX2 products run here")
-        wide = native.ccm_f43(x, x, ccm, [], 0.0)[0], native.conv3x3_f43(x, *conv, 72)
+        wide = run()
         assert not native.set_avx512(False) and not native.avx512_in_use()
-        narrow = native.ccm_f43(x, x, ccm, [], 0.0)[0], native.conv3x3_f43(x, *conv, 72)
+        narrow = run()
     finally:
         native.set_avx512(None)
     assert all(torch.equal(a, b) for a, b in zip(wide, narrow, strict=True))

@@ -102,23 +102,54 @@ inline void gemm_4x24(const float* a, int lda, const float* b, int ldb, int k, f
         for (int v = 0; v < 3; ++v) _mm256_storeu_ps(o + (size_t)t * ldo + 8 * v, acc[t][v]);
 }
 
-// gemm_4x24 for 48 columns as three 16-lane AVX-512 vectors: the same FMAs, in the same order.
-__attribute__((target("avx512f"))) void gemm_4x48(const float* a, int lda, const float* b, int ldb,
-                                                   int k, float* o, int ldo) {
-    __m512 acc[4][3];
-    for (int t = 0; t < 4; ++t)
-        for (int v = 0; v < 3; ++v) acc[t][v] = _mm512_setzero_ps();
+// gemm_4x24 for 16 NZ + 8 NY columns (NY 0 or 1) in NZ 16-lane AVX-512 vectors and NY 8-lane
+// ones: the same FMAs, in the same order, so the same bits. <4, 1> covers 72 columns in one
+// pass (20 accumulators of the 32 registers), <3, 0> 48, <1, 1> 24.
+template <int NZ, int NY>
+__attribute__((target("avx512f"))) void gemm_4xw(const float* a, int lda, const float* b, int ldb,
+                                                  int k, float* o, int ldo) {
+    __m512 acc[4][NZ];
+    __m256 accy[4];
+    for (int t = 0; t < 4; ++t) {
+        for (int v = 0; v < NZ; ++v) acc[t][v] = _mm512_setzero_ps();
+        accy[t] = _mm256_setzero_ps();
+    }
     for (int c = 0; c < k; ++c) {
         const float* wc = b + (size_t)c * ldb;
-        __m512 wv[3];
-        for (int v = 0; v < 3; ++v) wv[v] = _mm512_loadu_ps(wc + 16 * v);
+        __m512 wv[NZ];
+        for (int v = 0; v < NZ; ++v) wv[v] = _mm512_loadu_ps(wc + 16 * v);
+        const __m256 wy = NY ? _mm256_loadu_ps(wc + 16 * NZ) : _mm256_setzero_ps();
         for (int t = 0; t < 4; ++t) {
             const __m512 av = _mm512_set1_ps(a[(size_t)t * lda + c]);
-            for (int v = 0; v < 3; ++v) acc[t][v] = _mm512_fmadd_ps(av, wv[v], acc[t][v]);
+            for (int v = 0; v < NZ; ++v) acc[t][v] = _mm512_fmadd_ps(av, wv[v], acc[t][v]);
+            if (NY) accy[t] = _mm256_fmadd_ps(_mm512_castps512_ps256(av), wy, accy[t]);
         }
     }
-    for (int t = 0; t < 4; ++t)
-        for (int v = 0; v < 3; ++v) _mm512_storeu_ps(o + (size_t)t * ldo + 16 * v, acc[t][v]);
+    for (int t = 0; t < 4; ++t) {
+        for (int v = 0; v < NZ; ++v) _mm512_storeu_ps(o + (size_t)t * ldo + 16 * v, acc[t][v]);
+        if (NY) _mm256_storeu_ps(o + (size_t)t * ldo + 16 * NZ, accy[t]);
+    }
+}
+
+// The product of four rows of a (lda apart) with columns [e, e + width) of b into o, width the
+// widest of 72 / 48 / 24 that fits in n - e columns (all 24 on AVX2, where only gemm_4x24
+// runs); returns the width.
+inline int gemm_4_cols(bool wide, int n, int e, const float* a, int lda, const float* b, int ldb,
+                       int k, float* o, int ldo) {
+    if (!wide) {
+        gemm_4x24(a, lda, b + e, ldb, k, o + e, ldo);
+        return 24;
+    }
+    if (n - e >= 72) {
+        gemm_4xw<4, 1>(a, lda, b + e, ldb, k, o + e, ldo);
+        return 72;
+    }
+    if (n - e >= 48) {
+        gemm_4xw<3, 0>(a, lda, b + e, ldb, k, o + e, ldo);
+        return 48;
+    }
+    gemm_4xw<1, 1>(a, lda, b + e, ldb, k, o + e, ldo);
+    return 24;
 }
 
 // The 1x1 projection of P pixels to NV vectors of output channels, with bias and residual:
@@ -276,15 +307,15 @@ void tile_row(const float* y, const float* x, bool ring, float* out, int H, int 
                 };
                 input_tile(pixel, C, tail, rowt, V + (size_t)t * CP, (size_t)NT * CP);
             }
-            // 2. 36 products (NT x C) @ (C x EP), 48 columns at a time where AVX-512 runs
+            // 2. 36 products (NT x C) @ (C x EP), up to 72 columns at a time where AVX-512 runs
             for (int k = 0; k < 36; ++k)
                 for (int e = 0; e < EP;) {
-                    const bool w48 = wide && EP - e >= 48;
+                    int width = 24;
                     for (int t0 = 0; t0 < nt; t0 += 4)
-                        (w48 ? gemm_4x48 : gemm_4x24)(
-                            V + ((size_t)k * NT + t0) * CP, CP, U + (size_t)k * C * EP + e, EP, C,
-                            M + ((size_t)k * NT + t0) * EP + e, EP);
-                    e += w48 ? 48 : 24;
+                        width = gemm_4_cols(wide, EP, e, V + ((size_t)k * NT + t0) * CP, CP,
+                                            U + (size_t)k * C * EP, EP, C,
+                                            M + ((size_t)k * NT + t0) * EP, EP);
+                    e += width;
                 }
             // 3. output transform, bias, GELU -> h[t * 16 + p * 4 + q][e]
             for (int t = 0; t < nt; ++t) {

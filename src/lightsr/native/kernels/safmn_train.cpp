@@ -95,25 +95,34 @@ inline void accumulate(const float* V, int CP, const float* Z, int EP, int nt, f
         for (int v = 0; v < NV; ++v) _mm256_store_ps(M + (size_t)i * EP + 8 * v, acc[i][v]);
 }
 
-// accumulate<3> for 48 columns as three 16-lane AVX-512 vectors: the same FMAs, in the same
-// order.
-__attribute__((target("avx512f"))) void accumulate48(const float* V, int CP, const float* Z,
+// accumulate<3> for 16 NZ + 8 NY columns (NY 0 or 1) in NZ 16-lane AVX-512 vectors and NY
+// 8-lane ones: the same FMAs, in the same order, so the same bits. <4, 1> covers 72 columns,
+// <3, 0> 48, <1, 1> 24.
+template <int NZ, int NY>
+__attribute__((target("avx512f"))) void accumulate_w(const float* V, int CP, const float* Z,
                                                       int EP, int nt, float* M) {
-    __m512 acc[4][3];
-    for (int i = 0; i < 4; ++i)
-        for (int v = 0; v < 3; ++v) acc[i][v] = _mm512_loadu_ps(M + (size_t)i * EP + 16 * v);
+    __m512 acc[4][NZ];
+    __m256 accy[4];
+    for (int i = 0; i < 4; ++i) {
+        for (int v = 0; v < NZ; ++v) acc[i][v] = _mm512_loadu_ps(M + (size_t)i * EP + 16 * v);
+        accy[i] = NY ? _mm256_loadu_ps(M + (size_t)i * EP + 16 * NZ) : _mm256_setzero_ps();
+    }
     for (int t = 0; t < nt; ++t) {
         const float* vt = V + (size_t)t * CP;
         const float* zt = Z + (size_t)t * EP;
-        __m512 zv[3];
-        for (int v = 0; v < 3; ++v) zv[v] = _mm512_loadu_ps(zt + 16 * v);
+        __m512 zv[NZ];
+        for (int v = 0; v < NZ; ++v) zv[v] = _mm512_loadu_ps(zt + 16 * v);
+        const __m256 zy = NY ? _mm256_loadu_ps(zt + 16 * NZ) : _mm256_setzero_ps();
         for (int i = 0; i < 4; ++i) {
             const __m512 b = _mm512_set1_ps(vt[i]);
-            for (int v = 0; v < 3; ++v) acc[i][v] = _mm512_fmadd_ps(b, zv[v], acc[i][v]);
+            for (int v = 0; v < NZ; ++v) acc[i][v] = _mm512_fmadd_ps(b, zv[v], acc[i][v]);
+            if (NY) accy[i] = _mm256_fmadd_ps(_mm512_castps512_ps256(b), zy, accy[i]);
         }
     }
-    for (int i = 0; i < 4; ++i)
-        for (int v = 0; v < 3; ++v) _mm512_storeu_ps(M + (size_t)i * EP + 16 * v, acc[i][v]);
+    for (int i = 0; i < 4; ++i) {
+        for (int v = 0; v < NZ; ++v) _mm512_storeu_ps(M + (size_t)i * EP + 16 * v, acc[i][v]);
+        if (NY) _mm256_storeu_ps(M + (size_t)i * EP + 16 * NZ, accy[i]);
+    }
 }
 
 // One group of nt tiles of one image's tile row ty, from tile column tx0: transforms into V
@@ -154,12 +163,19 @@ void wgrad_group(const float* y, const float* g, int H, int W, int C, int E, int
         float* Mk = M + (size_t)k * CP * EP;
         for (int c0 = 0; c0 < CP; c0 += 4) {
             // V rows for channels c0..c0+3: accumulate() reads V[t][c0 + i] with stride CP
+            // up to 72 columns at a time where AVX-512 runs, else 24
             for (int e0 = 0; e0 < EP;) {
-                if (wide && EP - e0 >= 48) {
-                    accumulate48(Vk + c0, CP, Zk + e0, EP, nt, Mk + (size_t)c0 * EP + e0);
+                const float* Ze = Zk + e0;
+                float* Me = Mk + (size_t)c0 * EP + e0;
+                if (wide && EP - e0 >= 72) {
+                    accumulate_w<4, 1>(Vk + c0, CP, Ze, EP, nt, Me);
+                    e0 += 72;
+                } else if (wide && EP - e0 >= 48) {
+                    accumulate_w<3, 0>(Vk + c0, CP, Ze, EP, nt, Me);
                     e0 += 48;
                 } else {
-                    accumulate<3>(Vk + c0, CP, Zk + e0, EP, nt, Mk + (size_t)c0 * EP + e0);
+                    if (wide) accumulate_w<1, 1>(Vk + c0, CP, Ze, EP, nt, Me);
+                    else accumulate<3>(Vk + c0, CP, Ze, EP, nt, Me);
                     e0 += 24;
                 }
             }
@@ -207,14 +223,14 @@ int lsr_gelu_forward(const float* z, const float* bias, const float* m, float* a
         if (m) store_part(out + i, whole, mask, _mm256_mul_ps(a, load_part(m + i, whole, mask)));
         if (slope) store_part(slope + i, whole, mask, _mm256_fmadd_ps(x, pdf, cdf));
     };
-    if (!bias) {  // one flat run of 8-float blocks
-        const long n = rows * C, blocks = (n + 7) / 8;
+    if (!bias) {  // one flat run of 8-float blocks, the last one partial
+        const long n = rows * C, blocks = n / 8;
+        const __m256i all = _mm256_set1_epi32(-1);
 #pragma omp parallel for schedule(static)
-        for (long b = 0; b < blocks; ++b) {
-            const long i = 8 * b;
-            const bool whole = n - i >= 8;
-            const __m256i mask = tail_mask(whole ? 8 : (int)(n - i));
-            one(i, whole, mask, load_part(z + i, whole, mask));
+        for (long b = 0; b < blocks; ++b) one(8 * b, true, all, _mm256_loadu_ps(z + 8 * b));
+        if (n % 8) {
+            const __m256i mask = tail_mask((int)(n % 8));
+            one(8 * blocks, false, mask, _mm256_maskload_ps(z + 8 * blocks, mask));
         }
         return 0;
     }
