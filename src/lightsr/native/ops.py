@@ -288,6 +288,8 @@ def _load(path: Path) -> ctypes.CDLL:
     _declare(lib, path)
     if os.environ.get("LIGHTSR_NATIVE_ISA", "").strip().lower() == "avx2":
         lib.lsr_set_isa(0)
+    else:  # the CPU decides the products' width now, not lazily on the kernels' threads
+        lib.lsr_set_isa(-2)
     return lib
 
 
