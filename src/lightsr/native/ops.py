@@ -119,7 +119,7 @@ _FLAGS = ["-O3", "-mavx2", "-mfma", "-fopenmp", "-fPIC", "-shared", "-fno-math-e
 
 #: The C ABI of ``kernels/safmn.cpp``: bump it with any change to :data:`_SIGNATURES`. Compiled
 #: into the library (``-DLSR_ABI``, read by setup.py too: keep it a literal) and checked on load.
-ABI = 8
+ABI = 9
 
 #: Every exported function once: ``"result:arguments"`` in ctypes codes (i int, f float,
 #: p pointer, Q uint64; spaces only group the arguments as the C prototypes do).
@@ -130,6 +130,7 @@ _SIGNATURES = {
     "lsr_safm_out": "i: ppp i pppp iiii pppp f",
     "lsr_block": "i: ppp i pppppp f iiiii pppppppp f",
     "lsr_conv3x3_f43": "i: pp iiiii pp i",
+    "lsr_conv3x3_gelu_f43": "i: ppp iiiii pp",
     "lsr_pool_levels": "i: p iiiii p",
     "lsr_set_isa": "i: i",
 }

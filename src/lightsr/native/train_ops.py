@@ -15,10 +15,11 @@ with the activations channels-last from the first convolution to the last:
   ``lsr_conv3x3_wgrad_f43`` of ``kernels/safmn_train.cpp``, which sums the 36 Winograd-domain
   products over the batch's tiles, then ``G^T M G`` here in float64. Sizes that are not
   multiples of 4 are zero padded to the tiles;
-- the CCM (:class:`CCMFunction`): that convolution, then the GELU in one native pass
-  (``lsr_gelu_forward``, which also writes the GELU's slope, saved in place of its input so that
-  the backward, ``lsr_gelu_backward``, is a product instead of erf and exp again, and sums the
-  expansion's bias gradient), and the 1x1 projection as matrix products over the pixels;
+- the CCM (:class:`CCMFunction`): that convolution with the GELU in its output pass
+  (``lsr_conv3x3_gelu_f43``, which also writes the GELU's slope, saved in place of its input
+  so that the backward, ``lsr_gelu_backward``, is a product instead of erf and exp again, and
+  sums the expansion's bias gradient), and the 1x1 projection as matrix products over the
+  pixels;
 - the SAFM (:class:`SafmMixFunction`, around PyTorch's depth-wise convolutions): the channel
   split and the levels' max pooling in one native pass each way (:class:`SplitPoolFunction`,
   ``lsr_split_pool``, which records where each maximum came from), nearest upsampling and
@@ -319,6 +320,30 @@ def _conv3x3_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) 
     return out[..., :h, :w] if xp is not x else out
 
 
+def _conv3x3_gelu_forward(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``gelu(z)`` and ``gelu'(z)`` for ``z = conv2d(x, weight, bias, padding=1)``, by Winograd
+    with the GELU in the convolution's output pass (``lsr_conv3x3_gelu_f43``): both as
+    contiguous (B H W, E) rows."""
+    n, _, h, w = x.shape
+    e = weight.shape[0]
+    xp = _pad4(x)
+    hp, wp = xp.shape[-2:]
+    u, b = _winograd_weights(weight)
+    b[: bias.numel()] = bias.detach()
+    xs = _nhwc(xp)
+    act, slope = torch.empty(n, hp, wp, e), torch.empty(n, hp, wp, e)
+    code = _lib().lsr_conv3x3_gelu_f43(
+        xs.data_ptr(), act.data_ptr(), slope.data_ptr(), n, hp, wp, xs.shape[-1], e,
+        u.data_ptr(), b.data_ptr(),
+    )  # fmt: skip
+    _check(code, "conv3x3_gelu_f43")
+    if (hp, wp) != (h, w):
+        act, slope = act[:, :h, :w].contiguous(), slope[:, :h, :w].contiguous()
+    return act.view(-1, e), slope.view(-1, e)
+
+
 def _conv3x3_input_grad(grad: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """The input gradient of a 3x3 convolution with padding 1: a 3x3 convolution of ``grad``
     with the flipped, transposed kernel."""
@@ -365,10 +390,10 @@ def conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.
 
 class CCMFunction(torch.autograd.Function):
     """The paper's CCM, ``conv1x1(gelu(conv3x3(x)))``, forward and backward for float32 CPU
-    tensors: the 3x3 convolution by :func:`conv3x3`'s kernels, the GELU and its backward (with
-    the expansion's bias gradient) in one native pass each, the 1x1 projection as matrix
-    products over the channels-last pixels. Saves ``x``, the expansion after the GELU and the
-    GELU's slope there."""
+    tensors: the 3x3 convolution by :func:`conv3x3`'s kernels, the forward's GELU (and its
+    slope) in the convolution's output pass, the GELU's backward (with the expansion's bias
+    gradient) in one native pass, the 1x1 projection as matrix products over the channels-last
+    pixels. Saves ``x``, the expansion after the GELU and the GELU's slope there."""
 
     @staticmethod
     def forward(  # type: ignore[override]
@@ -381,8 +406,7 @@ class CCMFunction(torch.autograd.Function):
     ) -> torch.Tensor:
         n, c, h, w = x.shape
         e = w1.shape[0]
-        hidden = _nhwc(_conv3x3_forward(x, w1, b1)).view(-1, e)  # (B h w, E), before GELU
-        act, _, slope = gelu_forward(hidden, slope=True)
+        act, slope = _conv3x3_gelu_forward(x, w1, b1)  # (B h w, E) each
         w2m = w2.reshape(c, e)
         out = (act @ w2m.t()).add_(b2)  # (B h w, C); faster than addmm here
         ctx.save_for_backward(x, w1, slope, act, w2m)

@@ -42,6 +42,7 @@ namespace {
 
 using lsr::erf_over_sqrt2;
 using lsr::hsum;
+using lsr::normal_cdf_pdf;
 using lsr::wide_products;
 using lsr::input_tile;
 using lsr::parallel_rows;
@@ -274,11 +275,13 @@ namespace {
 
 // One row of tiles of one image (output rows 4 ty .. 4 ty + 3). With `ring`, y and x hold only
 // rows r at slot r % 8 (lsr_block's ring buffers); else they are the whole image. With
-// `conv_only`, out (E channels per pixel) gets the 3x3 convolution plus b1 and nothing else.
+// `conv_only`, out (E channels per pixel) gets the 3x3 convolution plus b1 and nothing else;
+// with `slope` too, out gets the GELU of that and slope (as out) the GELU's derivative there.
 void tile_row(const float* y, const float* x, bool ring, float* out, int H, int W, int C, int E,
               const float* U, const float* b1, const float* W2, const float* b2, float* yn,
               const float* lw, const float* lb, float eps, int ty, float* scratch,
-              bool conv_only = false, const long* shuffle_at = nullptr, int shuffle = 0) {
+              bool conv_only = false, const long* shuffle_at = nullptr, int shuffle = 0,
+              float* slope = nullptr) {
     const size_t row_floats = (size_t)W * C;
     auto at_row = [&](const float* base, int r) {
         return base + (ring ? (size_t)(r & 7) : (size_t)r) * row_floats;
@@ -347,11 +350,21 @@ void tile_row(const float* y, const float* x, bool ring, float* out, int H, int 
                             continue;
                         }
                         if (conv_only) {  // the convolution itself, E channels per pixel
-                            float* px = out + ((size_t)(4 * ty + p) * W + 4 * (tx0 + t)) * E + e;
+                            const size_t at = ((size_t)(4 * ty + p) * W + 4 * (tx0 + t)) * E + e;
                             for (int q = 0; q < 4; ++q) {
-                                const __m256 v = _mm256_add_ps(o[q], bias);
-                                if (e + 8 <= E) _mm256_storeu_ps(px + (size_t)q * E, v);
-                                else if (e < E) _mm256_maskstore_ps(px + (size_t)q * E, e_tail, v);
+                                if (e >= E) break;
+                                __m256 v = _mm256_add_ps(o[q], bias);
+                                const size_t i = at + (size_t)q * E;
+                                if (slope) {  // GELU and its derivative (training's CCM)
+                                    __m256 cdf, pdf;
+                                    normal_cdf_pdf(v, cdf, pdf);
+                                    const __m256 d = _mm256_fmadd_ps(v, pdf, cdf);
+                                    v = _mm256_mul_ps(v, cdf);
+                                    if (e + 8 <= E) _mm256_storeu_ps(slope + i, d);
+                                    else _mm256_maskstore_ps(slope + i, e_tail, d);
+                                }
+                                if (e + 8 <= E) _mm256_storeu_ps(out + i, v);
+                                else _mm256_maskstore_ps(out + i, e_tail, v);
                             }
                             continue;
                         }
@@ -458,6 +471,22 @@ int lsr_conv3x3_f43(const float* y, float* out, int N, int H, int W, int C, int 
         });
     free(shuffle_at);
     return failed;
+}
+
+// lsr_conv3x3_f43 followed by the exact GELU, for training's CCM: act (N, H, W, E) = gelu(z)
+// and slope (N, H, W, E) = gelu'(z) for z = conv3x3(y) + b, written while the tiles are in
+// cache (the convolution's own output never goes to memory). Returns as lsr_ccm_f43.
+int lsr_conv3x3_gelu_f43(const float* y, float* act, float* slope, int N, int H, int W, int C,
+                         int E, const float* U, const float* b) {
+    if (H % 4 || W % 4 || N <= 0 || C <= 0 || E <= 0 || !act || !slope) return 1;
+    const size_t image = (size_t)H * W * C, out_image = (size_t)H * W * E;
+    return parallel_rows(
+        (long)N * (H / 4), (size_t)lsr_ccm_scratch_floats(C, E) * 4, [&](long r, void* scratch) {
+            const size_t n = (size_t)(r / (H / 4));
+            tile_row(y + n * image, nullptr, false, act + n * out_image, H, W, C, E, U, b,
+                     nullptr, nullptr, nullptr, nullptr, nullptr, 0.0f, (int)(r % (H / 4)),
+                     (float*)scratch, true, nullptr, 0, slope + n * out_image);
+        });
 }
 
 // The SAFM's pooled levels: out[i - 1] (N, H >> i, W >> i, k) = max over 2^i x 2^i windows of

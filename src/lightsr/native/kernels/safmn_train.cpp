@@ -41,6 +41,7 @@ using lsr::erf_over_sqrt2;
 using lsr::hsum;
 using lsr::wide_products;
 using lsr::input_tile;
+using lsr::normal_cdf_pdf;
 using lsr::parallel_rows;
 using lsr::tail_mask;
 
@@ -191,17 +192,6 @@ inline __m256 load_part(const float* p, bool whole, __m256i mask) {
 inline void store_part(float* p, bool whole, __m256i mask, __m256 v) {
     if (whole) _mm256_storeu_ps(p, v);
     else _mm256_maskstore_ps(p, mask, v);
-}
-
-// ---- exact GELU and its derivative ------------------------------------------------------------
-
-// cdf = Phi(x) = (1 + erf(x / sqrt 2)) / 2 and pdf = phi(x) = exp(-x^2 / 2) / sqrt(2 pi), so
-// that gelu(x) = x cdf and gelu'(x) = cdf + x pdf (exact GELU, torch's default).
-inline void normal_cdf_pdf(__m256 x, __m256& cdf, __m256& pdf) {
-    __m256 gauss;
-    const __m256 erf = erf_over_sqrt2(x, gauss);
-    cdf = _mm256_mul_ps(_mm256_set1_ps(0.5f), _mm256_add_ps(_mm256_set1_ps(1.0f), erf));
-    pdf = _mm256_mul_ps(gauss, _mm256_set1_ps(0.39894228040143268f));
 }
 
 }  // namespace

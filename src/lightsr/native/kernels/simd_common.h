@@ -89,6 +89,15 @@ inline __m256 erf_over_sqrt2(__m256 x, __m256& gauss) {
     return _mm256_or_ps(erf_abs, _mm256_and_ps(sign, z));
 }
 
+// Phi(x) = (1 + erf(x / sqrt 2)) / 2 and phi(x) = exp(-x^2 / 2) / sqrt(2 pi), so that the exact
+// GELU (torch's default) is x Phi(x) and its derivative Phi(x) + x phi(x).
+inline void normal_cdf_pdf(__m256 x, __m256& cdf, __m256& pdf) {
+    __m256 gauss;
+    const __m256 erf = erf_over_sqrt2(x, gauss);
+    cdf = _mm256_mul_ps(_mm256_set1_ps(0.5f), _mm256_add_ps(_mm256_set1_ps(1.0f), erf));
+    pdf = _mm256_mul_ps(gauss, _mm256_set1_ps(0.39894228040143268f));
+}
+
 // ---- Winograd F(4x4, 3x3) input transform (Lavin & Gray 2016) --------------------------------
 
 // r = B^T d for six rows of channels (B^T of F(4x4, 3x3)), eight channels at a time: n_full
