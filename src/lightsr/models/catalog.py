@@ -395,9 +395,11 @@ def _real_world_specs() -> list[ModelSpec]:
 
 def _restoration_specs() -> list[ModelSpec]:
     """Models of lightsr.restoration, trained by lightsr (docs/restoration.md): same-size
-    (scale-1) models for ``lightsr restore``, one blind model per task, and depth-map SR x4."""
+    (scale-1) models for ``lightsr restore``, one blind model per task (the task's default), a
+    denoiser for a known noise level of 25, and depth-map SR x4."""
     models = [  # name, scale, description
         ("safmn-denoise", 1, "SAFMN x1, blind colour denoising (sigma 0-55), lightsr's"),
+        ("safmn-denoise-s25", 1, "SAFMN x1, colour denoising at a known sigma of 25, lightsr's"),
         ("safmn-jpeg", 1, "SAFMN x1, blind JPEG artifact removal (quality 10-50), lightsr's"),
         ("depth-safmn-x4", 4, "SAFMN x4 for depth/disparity maps (synthetic training), lightsr's"),
     ]

@@ -12,6 +12,7 @@ PARAM_COUNTS: dict[str, int] = {
     "safmn-l-x4": 5_600_816,
     "real-safmn-x4": 239_520,
     "safmn-denoise": 224_895,
+    "safmn-denoise-s25": 224_895,
     "safmn-jpeg": 224_895,
     "depth-safmn-x4": 239_520,
     "safmn-x4-no-safm": 225_408,
