@@ -154,16 +154,22 @@ def _kron_g() -> torch.Tensor:
 _KRON_G = _kron_g()
 
 
-def _winograd_weights(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _winograd_weights(
+    weight: torch.Tensor, bias: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A 3x3 convolution's (E, C, 3, 3) weights in the layout of :func:`ops.pack_conv3x3`
     (``U`` (36, C, EP), EP = E rounded up to 24, and a zero bias of EP), by one float64 matrix
-    product with ``G (x) G`` instead of a per-pair ``G w G^T``."""
+    product with ``G (x) G`` instead of a per-pair ``G w G^T``; the bias, when given, in the
+    padded bias vector."""
     e, c = weight.shape[:2]
     ep = -(-e // 24) * 24
     w9 = weight.detach().double().permute(2, 3, 1, 0).reshape(9, c * e)
     u = torch.zeros(36, c, ep)
     u[:, :, :e] = (_KRON_G @ w9).view(36, c, e)
-    return u, torch.zeros(ep)
+    b = torch.zeros(ep)
+    if bias is not None:
+        b[:e] = bias.detach()
+    return u, b
 
 
 def _lib() -> ctypes.CDLL:
@@ -314,8 +320,7 @@ def _conv3x3_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) 
     """``conv2d(x, weight, bias, padding=1)`` by Winograd, channels-last (B, E, H, W)."""
     h, w = x.shape[-2:]
     xp = _pad4(x)
-    u, b = _winograd_weights(weight)
-    b[: bias.numel()] = bias.detach()
+    u, b = _winograd_weights(weight, bias)
     out = ops.conv3x3_f43(xp, u, b, weight.shape[0])
     return out[..., :h, :w] if xp is not x else out
 
@@ -330,8 +335,7 @@ def _conv3x3_gelu_forward(
     e = weight.shape[0]
     xp = _pad4(x)
     hp, wp = xp.shape[-2:]
-    u, b = _winograd_weights(weight)
-    b[: bias.numel()] = bias.detach()
+    u, b = _winograd_weights(weight, bias)
     xs = _nhwc(xp)
     act, slope = torch.empty(n, hp, wp, e), torch.empty(n, hp, wp, e)
     code = _lib().lsr_conv3x3_gelu_f43(
