@@ -532,3 +532,40 @@ def test_model_init_takes_a_named_model_with_bundled_weights() -> None:
     line = init_weights(model, "safmn-x4")
     assert line.startswith("initialised ") and "kept random" not in line
     assert "safmn_x4.safetensors" in line
+
+
+def test_model_grow_deepens_model_init(data: Path, tmp_path: Path, capsys) -> None:
+    from lightsr.models.archs.safmn import SAFMN
+    from lightsr.models.checkpoint import save_safetensors
+    from lightsr.training.loop import init_weights
+
+    def source(n_blocks: int) -> tuple[SAFMN, Path]:
+        torch.manual_seed(n_blocks)
+        model = SAFMN(dim=8, n_blocks=n_blocks, upscaling_factor=2)  # the tiny recipe's shapes
+        path = tmp_path / f"src{n_blocks}.safetensors"
+        save_safetensors(model.state_dict(), path, arch="safmn", config={"dim": 8}, scale=2)
+        return model, path
+
+    one, one_path = source(1)
+    tiny_config(data, tmp_path)
+    recipe = str(tmp_path / "tiny.yaml")
+    sets = ["model.args={dim: 8, n_blocks: 3}", f"model.init={one_path}", "model.grow=true"]
+    sets += ["train.iters=1", "optim.lr=1e-9", "schedule.name=constant"]
+    assert main(["train", recipe, *_sets(sets)]) == 0
+    assert "grown from 1 to 3 blocks" in capsys.readouterr().out
+    state = load_training_state(find_checkpoint(tmp_path / "runs" / "tiny", "latest"))
+    for k, v in one.feats[0].state_dict().items():  # block 0 is the source's
+        assert torch.allclose(state["model"][f"feats.0.{k}"], v, atol=1e-6)
+    for j in (1, 2):  # blocks 1 and 2 start as identities (one step of 1e-9 moves little)
+        assert state["model"][f"feats.{j}.safm.aggr.weight"].abs().max() < 1e-6
+        assert state["model"][f"feats.{j}.ccm.ccm.2.weight"].abs().max() < 1e-6
+    # misuse: grow without init; counts that do not divide; a model that is not a SAFMN
+    with pytest.raises(ConfigError, match=r"model\.grow: .*set model\.init"):
+        cfg_of(data, tmp_path, "model.grow=true")
+    _, three_path = source(3)
+    bad = ["name=bad", f"model.init={three_path}", "model.grow=true"]
+    assert main(["train", recipe, *_sets([*bad, "model.args={dim: 8, n_blocks: 4}"])]) == 2
+    err = capsys.readouterr().err
+    assert "model.grow:" in err and "multiple" in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(TrainingError, match=r"model\.grow: only SAFMN models grow"):
+        init_weights(torch.nn.Conv2d(3, 3, 3), one_path, grow=True)

@@ -84,6 +84,11 @@ class ModelConfig:
     shape match are copied, the rest keep their random init and are listed in the log; this is
     how the x3/x4 recipes start from an x2 body (only the upsampler differs). Ignored on
     ``--resume``, which restores the full state."""
+    grow: bool = False
+    """Deepen ``init``'s SAFMN instead of copying tensors by name: with ``n_blocks`` a multiple
+    of the source's, each source block is followed by identity blocks (their SAFM aggregation
+    and CCM output convolution zero), so training starts from the source's exact function with
+    more depth (``lightsr.models.archs.safmn.grow_blocks``). SAFMN family only."""
 
 
 @dataclass
@@ -648,6 +653,10 @@ def _check(cfg: Config) -> None:
     t, d, o, s = cfg.train, cfg.data, cfg.optim, cfg.schedule
     need(bool(cfg.name.strip()) and "/" not in cfg.name, f"name: {cfg.name!r} is not a run name")
     need(cfg.model.scale >= 1, f"model.scale: expected >= 1, found {cfg.model.scale}")
+    need(
+        not cfg.model.grow or bool(cfg.model.init),
+        "model.grow: grows model.init's weights; set model.init (e.g. safmn-jpeg) or drop grow",
+    )
     need(d.patch_size >= 1, f"data.patch_size: expected >= 1, found {d.patch_size}")
     need(d.batch_size >= 1, f"data.batch_size: expected >= 1, found {d.batch_size}")
     need(d.workers >= 0, f"data.workers: expected >= 0, found {d.workers}")

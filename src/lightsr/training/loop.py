@@ -278,16 +278,20 @@ def build_training_model(cfg: Config) -> tuple[nn.Module, str, dict[str, Any]]:
     return model, spec.arch, arch_config
 
 
-def init_weights(model: nn.Module, source: str | os.PathLike[str]) -> str:
+def init_weights(model: nn.Module, source: str | os.PathLike[str], *, grow: bool = False) -> str:
     """Copy the tensors of ``source`` whose name and shape match into ``model`` (fine-tuning).
 
     ``source`` is a run directory (its best checkpoint, else its latest), a training checkpoint
     (the EMA weights are used, as the papers release them), a named model with bundled weights
     (``safmn-x4``) or a weights file that
-    :func:`lightsr.models.checkpoint.read_state_dict` reads. Returns a one-line summary for the log.
+    :func:`lightsr.models.checkpoint.read_state_dict` reads. With ``grow`` (``model.grow``) a
+    SAFMN ``model`` deeper than the source gets the source's function with identity blocks
+    inserted (:func:`lightsr.models.archs.safmn.grow_blocks`). Returns a one-line summary for
+    the log.
 
     Raises:
-        TrainingError: unreadable source, or no tensor in common with the model.
+        TrainingError: unreadable source, no tensor in common with the model, or a ``grow``
+            that does not apply (not a SAFMN, block counts that are not multiples).
     """
     from lightsr.models.checkpoint import read_state_dict
 
@@ -318,6 +322,21 @@ def init_weights(model: nn.Module, source: str | os.PathLike[str]) -> str:
         except LightSRError as exc:
             raise TrainingError(f"model.init: {exc}") from exc
     own = model.state_dict()
+    if grow:
+        from lightsr.models.archs.safmn import SAFMN, grow_blocks
+
+        if not isinstance(model, SAFMN):
+            raise TrainingError(f"model.grow: only SAFMN models grow, not {type(model).__name__}")
+        try:
+            grown = grow_blocks(model, sd)
+        except ValueError as exc:
+            raise TrainingError(f"model.{exc} ({path})") from exc
+        model.load_state_dict(grown)
+        n_old = len({k.split(".")[1] for k in sd if k.startswith("feats.")})
+        return (
+            f"initialised from {path} grown from {n_old} to {len(model.feats)} blocks "
+            "(the new blocks start as identities)"
+        )
     copied = {k: v for k, v in sd.items() if k in own and own[k].shape == v.shape}
     if not copied:
         raise TrainingError(f"model.init: {path} has no tensor in common with the model")
@@ -694,7 +713,7 @@ def _build_model(
             f"which {arch} needs"
         )
     if cfg.model.init and state is None:
-        say(init_weights(raw, cfg.model.init))
+        say(init_weights(raw, cfg.model.init, grow=cfg.model.grow))
     raw.to(device)
     ema = copy.deepcopy(raw).eval().requires_grad_(False)
     raw = _native_training(cfg, raw, device)

@@ -55,6 +55,7 @@ __all__ = [
     "FeatureMixingModule",
     "FrozenBatchNorm2d",
     "SqueezeExcitation",
+    "grow_blocks",
 ]
 
 NormKind = Literal["ln", "none", "bn", "frozen-bn", "l2"]
@@ -408,6 +409,68 @@ class SAFMN(nn.Module):
         if self.scale == 1:  # restoration: predict the correction of the input image
             return self.to_img(x) + image
         return self.to_img(x)
+
+
+def grow_blocks(model: SAFMN, source: StateDict) -> StateDict:
+    """A state dict for ``model`` that computes exactly what ``source`` (a shallower SAFMN of
+    the same width) computes, with the extra blocks as identities: deepening a trained model
+    (net2net-style growth) so that training continues from its function with more capacity.
+
+    ``model`` must have ``k`` times as many blocks as ``source`` (``k >= 1``); source block
+    ``i`` becomes block ``k * i`` and the ``k - 1`` blocks after it keep ``model``'s own
+    (random) weights except the last layer of each half, the SAFM's aggregation and the CCM's
+    output convolution, which are zeroed: a zero aggregation gives a zero modulation map
+    (GELU(0) = 0), a zero output convolution a zero CCM, so both residual halves add nothing
+    until training moves those weights (their gradients are not zero). The tensors outside the
+    body (``to_feat``, ``to_img``) are the source's.
+
+    Raises:
+        ValueError: block counts that are not multiples, a source or model that is not a
+            SAFMN body of the same shapes, or blocks that a zero layer does not silence (no
+            aggregation, a modulation map whose activation is not zero at zero).
+    """
+    own = model.state_dict()
+    n_new = len(model.feats)
+    blocks = {int(k.split(".")[1]) for k in source if k.startswith("feats.")}
+    n_old = len(blocks)
+    if n_old == 0 or blocks != set(range(n_old)) or n_new % n_old:
+        raise ValueError(
+            f"grow: the model has {n_new} blocks and the source {n_old}; the model's count "
+            "must be a multiple of the source's (e.g. 8 -> 16)"
+        )
+    step = n_new // n_old
+    zeroed = set()
+    for j, block in enumerate(model.feats):
+        if j % step == 0:
+            continue
+        if block.has_safm:
+            if not isinstance(block.safm.aggr, nn.Conv2d) or block.safm.act(torch.zeros(1)).item():
+                raise ValueError(
+                    "grow: a new block's SAFM cannot start as an identity (it needs the "
+                    "aggregation conv and a modulation activation that is 0 at 0)"
+                )
+            zeroed.add(f"feats.{j}.safm.aggr.")
+        if block.has_ccm:
+            last = max(i for i, m in enumerate(block.ccm.ccm) if isinstance(m, nn.Conv2d))
+            zeroed.add(f"feats.{j}.ccm.ccm.{last}.")
+    out: StateDict = {}
+    for key, value in own.items():
+        if key.startswith("feats."):
+            _, j, rest = key.split(".", 2)
+            if int(j) % step == 0:
+                src = f"feats.{int(j) // step}.{rest}"
+            elif any(key.startswith(z) for z in zeroed):
+                out[key] = torch.zeros_like(value)
+                continue
+            else:
+                out[key] = value.clone()
+                continue
+        else:
+            src = key
+        if src not in source or source[src].shape != value.shape:
+            raise ValueError(f"grow: the source has no tensor {src} of shape {tuple(value.shape)}")
+        out[key] = source[src].to(value.dtype).clone()
+    return out
 
 
 def detect(sd: StateDict) -> Detected | None:
