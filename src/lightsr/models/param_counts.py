@@ -13,7 +13,7 @@ PARAM_COUNTS: dict[str, int] = {
     "real-safmn-x4": 239_520,
     "safmn-denoise": 224_895,
     "safmn-denoise-s25": 224_895,
-    "safmn-jpeg": 224_895,
+    "safmn-jpeg": 447_807,
     "depth-safmn-x4": 239_520,
     "safmn-x4-no-safm": 225_408,
     "safmn-x4-no-ccm": 30_720,
