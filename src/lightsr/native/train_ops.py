@@ -158,9 +158,9 @@ def _winograd_weights(
     weight: torch.Tensor, bias: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A 3x3 convolution's (E, C, 3, 3) weights in the layout of :func:`ops.pack_conv3x3`
-    (``U`` (36, C, EP), EP = E rounded up to 24, and a zero bias of EP), by one float64 matrix
-    product with ``G (x) G`` instead of a per-pair ``G w G^T``; the bias, when given, in the
-    padded bias vector."""
+    (``U`` (36, C, EP), EP = E rounded up to 24, and a bias of EP: ``bias`` zero-padded, or
+    zeros without one), by one float64 matrix product with ``G (x) G`` instead of a per-pair
+    ``G w G^T``."""
     e, c = weight.shape[:2]
     ep = -(-e // 24) * 24
     w9 = weight.detach().double().permute(2, 3, 1, 0).reshape(9, c * e)
