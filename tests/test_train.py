@@ -8,6 +8,7 @@ tmp_path, one intra-op thread (tiny ops are slower with more threads on a busy m
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -42,7 +43,7 @@ from lightsr.training.loop import (
     save_atomic,
     train,
 )
-from lightsr.training.losses import fft_loss
+from lightsr.training.losses import fft_loss, sr_loss
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -254,6 +255,32 @@ def test_fft_loss_is_the_official_rfft2_definition() -> None:
     fa, fb = torch.fft.fft2(a), torch.fft.fft2(b)  # the fft2 variant of other forks differs
     full = torch.nn.L1Loss()(torch.view_as_real(fa), torch.view_as_real(fb))
     assert abs(float(full - ref)) > 1e-3
+
+
+def test_l2_term_is_the_mean_squared_error() -> None:
+    torch.manual_seed(1)
+    a, b = torch.rand(2, 3, 9, 7), torch.rand(2, 3, 9, 7)
+    total, parts = sr_loss(a, b, l1=0, fft=0, l2=1)
+    assert total == pytest.approx(float(((a - b) ** 2).mean()), rel=1e-6)
+    assert set(parts) == {"l2"}
+    mixed, parts = sr_loss(a, b, l1=1, fft=0.05, l2=2)
+    expect = parts["l1"] + 0.05 * parts["fft"] + 2 * parts["l2"]
+    assert mixed == pytest.approx(float(expect), rel=1e-6)
+
+
+def test_l2_fine_tuning_run(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """``loss.l1=0 loss.fft=0 loss.l2=1``: the MSE is recorded and is the total; the log line
+    shows only the terms that are on."""
+    tiny_config(data, tmp_path)
+    sets = ["loss.l1=0", "loss.fft=0", "loss.l2=1", "val.datasets=[]"]
+    args = ["train", str(tmp_path / "tiny.yaml"), *(x for s in sets for x in ("--set", s))]
+    assert main(args) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("iter "))
+    assert " (l2 0." in line and "l1" not in line and "fft" not in line
+    recs = [json.loads(x) for x in (tmp_path / "runs" / "tiny" / "metrics.jsonl").open()]
+    loss = next(r["loss"] for r in recs if "loss" in r)
+    assert loss["l2"] > 0 and loss["total"] == pytest.approx(loss["l2"], rel=1e-6)
+    assert loss["l1"] == 0 and loss["fft"] == 0  # off: recorded as 0
 
 
 # --------------------------------------------------------------------------------------------

@@ -200,13 +200,17 @@ class ScheduleConfig:
 
 @dataclass
 class LossConfig:
-    """Loss weights: ``l1 * L1 + fft * FFT + perceptual * VGG + distill * L1(SR, teacher)``
+    """Loss weights: ``l1 * L1 + fft * FFT + l2 * MSE + perceptual * VGG + distill *
+    L1(SR, teacher)``
     (:mod:`lightsr.training.losses`); the adversarial term is in :class:`GanConfig`."""
 
     l1: float = 1.0
     """Weight of the pixel L1 loss."""
     fft: float = 0.05
     """Weight of the FFT loss (the official SAFMN definition)."""
+    l2: float = 0.0
+    """Weight of the pixel L2 loss (mean squared error, the PSNR objective): for a last
+    fine-tuning stage, e.g. ``loss.l1=0 loss.fft=0 loss.l2=1``."""
     perceptual: float = 0.0
     """Weight of the VGG19 perceptual loss (Real-ESRGAN: 1.0); needs ``perceptual_weights``."""
     perceptual_weights: str | None = None
@@ -733,7 +737,8 @@ def _check(cfg: Config) -> None:
 def _check_loss(cfg: Config) -> None:
     """Checks of the loss weights and the GAN section; each error names the key."""
     lo, g = cfg.loss, cfg.gan
-    weights = {"l1": lo.l1, "fft": lo.fft, "perceptual": lo.perceptual, "distill": lo.distill}
+    weights = {"l1": lo.l1, "fft": lo.fft, "l2": lo.l2, "perceptual": lo.perceptual}
+    weights["distill"] = lo.distill
     if any(w < 0 for w in weights.values()) or not any(weights.values()):
         found = " ".join(f"{k}={v}" for k, v in weights.items())
         raise ConfigError(f"loss: expected non-negative weights, not all 0, found {found}")

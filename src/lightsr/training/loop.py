@@ -575,6 +575,9 @@ def _lookup(tree: dict[str, Any], dotted: str) -> Any:
 # The loop: setup, step, validate, checkpoint
 
 
+_BASE = ("total", "l1", "fft")  # the statistics every run records (l1, fft even when off)
+
+
 @dataclass
 class _Run:
     """Everything a run holds between iterations (built by :func:`setup`)."""
@@ -605,7 +608,7 @@ class _Run:
     last_ckpt: Path | None = None
     last_val: dict[str, dict[str, float]] = field(default_factory=dict)
     # the logged statistics, in the order of train_step's stats (more with the optional terms)
-    stat_names: tuple[str, ...] = ("total", "l1", "fft")
+    stat_names: tuple[str, ...] = _BASE
     disc: nn.Module | None = None  # the GAN discriminator's own parameters (saved)
     disc_train: nn.Module | None = None  # what the discriminator step calls: disc or its DDP
     d_optimizer: torch.optim.Optimizer | None = None
@@ -812,7 +815,7 @@ def _build_extras(run: _Run, state: dict[str, Any] | None, say: Callable[[str], 
     teacher, and the GAN discriminator with its optimizer (restored from ``state``); sets the
     statistics the step returns (:attr:`_Run.stat_names`)."""
     cfg, device, lo, g = run.cfg, run.device, run.cfg.loss, run.cfg.gan
-    names = ["total", "l1", "fft"]
+    names = [*_BASE, *(["l2"] if lo.l2 > 0 else [])]
     if lo.perceptual > 0 and lo.perceptual_weights:
         from lightsr.training.losses import load_perceptual
 
@@ -1042,8 +1045,8 @@ def _say_start(run: _Run, n_images: int, *, resumed: bool) -> None:
 def train_step(run: _Run, it: int) -> tuple[float, torch.Tensor]:
     """One optimizer step (iteration ``it``); returns ``(lr, stats as float64)``, the losses
     averaged over ranks in the order of ``run.stat_names`` (``total, l1, fft``, then the
-    optional terms). With ``gan.weight`` the discriminator is updated after the model, on the
-    same HR patches and this step's SR (detached).
+    optional terms, ``l2`` first). With ``gan.weight`` the discriminator is updated after the
+    model, on the same HR patches and this step's SR (detached).
 
     Raises:
         TrainingError: a non-finite loss (before the update).
@@ -1062,8 +1065,9 @@ def train_step(run: _Run, it: int) -> tuple[float, torch.Tensor]:
         lr_img = lr_img.contiguous(memory_format=torch.channels_last)
     with run.autocast:
         sr = run.model(lr_img)
-    loss, parts = run.loss_fn(sr, hr_img, l1=cfg.loss.l1, fft=cfg.loss.fft)
-    if len(run.stat_names) > 3:  # perceptual, distillation, adversarial terms
+    lo = cfg.loss
+    loss, parts = run.loss_fn(sr, hr_img, l1=lo.l1, fft=lo.fft, l2=lo.l2)
+    if run.perceptual is not None or run.teacher is not None or run.disc is not None:
         loss = loss + _extra_losses(run, lr_img, sr, hr_img, parts)
     d_loss = _disc_loss(run, sr, hr_img, parts) if run.disc is not None else None
     zero = loss.new_zeros(())
@@ -1113,13 +1117,15 @@ def _log(run: _Run, it: int, lr: float, window: _Window) -> None:
         "speed": {"it_s": speed, "samples_s": speed * run.global_batch},
     }
     run.out.record(it, rec)
-    extra = "".join(f" {k} {mean[k]:.4f}" for k in ("perceptual", "distill", "g_gan") if k in mean)
+    lo = run.cfg.loss
+    digits = {"l1": 5, "l2": 6}  # the terms that are on; l1 and fft are always recorded
+    shown = [k for k in ("l1", "fft") if getattr(lo, k)] + [k for k in mean if k not in _BASE]
+    parts = " ".join(f"{k} {mean[k]:.{digits.get(k, 4)}f}" for k in shown)
     if gan:
-        extra += f"; d {gan['d_loss']:.4f} real {gan['d_real']:+.2f} fake {gan['d_fake']:+.2f}"
+        parts += f"; d {gan['d_loss']:.4f} real {gan['d_real']:+.2f} fake {gan['d_fake']:+.2f}"
     run.progress.say(
-        f"iter {it:>7d}/{iters}  loss {mean['total']:.5f} (l1 {mean['l1']:.5f} "
-        f"fft {mean['fft']:.4f}{extra})  lr {lr:.3e}  {speed:.2f} it/s  "
-        f"eta {_fmt_time((iters - it) / speed)}"
+        f"iter {it:>7d}/{iters}  loss {mean['total']:.5f} ({parts})  lr {lr:.3e}  "
+        f"{speed:.2f} it/s  eta {_fmt_time((iters - it) / speed)}"
     )
     window.t0, window.n, window.paused = now, 0, 0.0
     window.sums.zero_()

@@ -52,6 +52,7 @@ __all__ = [
     "distill_loss",
     "fft_loss",
     "l1_loss",
+    "l2_loss",
     "load_perceptual",
     "sr_loss",
 ]
@@ -60,6 +61,12 @@ __all__ = [
 def l1_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean absolute error over all elements (float32)."""
     return F.l1_loss(pred.float(), target.float())
+
+
+def l2_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over all elements (float32): the loss whose minimum is PSNR's
+    maximum; efficient-SR entries to the NTIRE challenges fine-tune with it last."""
+    return F.mse_loss(pred.float(), target.float())
 
 
 def fft_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -71,9 +78,15 @@ def fft_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def sr_loss(
-    pred: torch.Tensor, target: torch.Tensor, *, l1: float = 1.0, fft: float = 0.05
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    l1: float = 1.0,
+    fft: float = 0.05,
+    l2: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """``l1 * L1 + fft * FFT``; returns the total and the unweighted parts (detached).
+    """``l1 * L1 + fft * FFT + l2 * MSE``; returns the total and the unweighted parts
+    (detached).
 
     A part whose weight is 0 is not computed.
     """
@@ -85,6 +98,9 @@ def sr_loss(
     if fft:
         parts["fft"] = fft_loss(pred, target)
         total = total + fft * parts["fft"]
+    if l2:
+        parts["l2"] = l2_loss(pred, target)
+        total = total + l2 * parts["l2"]
     return total, {k: v.detach() for k, v in parts.items()}
 
 
