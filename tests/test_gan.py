@@ -122,7 +122,7 @@ def test_gan_losses_hand_computed() -> None:
 def test_distill_is_l1_to_the_teacher() -> None:
     a, b = torch.rand(2, 3, 8, 8, requires_grad=True), torch.rand(2, 3, 8, 8)
     loss = distill_loss(a, b)
-    assert float(loss.detach()) == pytest.approx(float((a - b).abs().mean()), rel=1e-6)
+    assert float(loss.detach()) == pytest.approx(float((a - b).abs().mean().detach()), rel=1e-6)
     loss.backward()
     assert a.grad is not None and torch.allclose(a.grad.abs(), torch.full_like(a, 1 / a.numel()))
 
