@@ -737,8 +737,9 @@ def _check(cfg: Config) -> None:
 def _check_loss(cfg: Config) -> None:
     """Checks of the loss weights and the GAN section; each error names the key."""
     lo, g = cfg.loss, cfg.gan
-    weights = {"l1": lo.l1, "fft": lo.fft, "l2": lo.l2, "perceptual": lo.perceptual}
-    weights["distill"] = lo.distill
+    weights = {
+        "l1": lo.l1, "fft": lo.fft, "l2": lo.l2, "perceptual": lo.perceptual, "distill": lo.distill
+    }  # fmt: skip
     if any(w < 0 for w in weights.values()) or not any(weights.values()):
         found = " ".join(f"{k}={v}" for k, v in weights.items())
         raise ConfigError(f"loss: expected non-negative weights, not all 0, found {found}")

@@ -1118,7 +1118,8 @@ def _log(run: _Run, it: int, lr: float, window: _Window) -> None:
     }
     run.out.record(it, rec)
     lo = run.cfg.loss
-    digits = {"l1": 5, "l2": 6}  # the terms that are on; l1 and fft are always recorded
+    digits = {"l1": 5, "l2": 6}
+    # the terms that are on (l1 and fft are recorded even when off)
     shown = [k for k in ("l1", "fft") if getattr(lo, k)] + [k for k in mean if k not in _BASE]
     parts = " ".join(f"{k} {mean[k]:.{digits.get(k, 4)}f}" for k in shown)
     if gan:
